@@ -1,0 +1,67 @@
+"""What crosses XCom: artifacts and load results, as dataclasses with a dict form."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_artiload.exceptions import ArchiveError
+
+DOCKER_ARCHIVE = "docker-archive"
+IMAGE = "image"
+
+
+@dataclass(frozen=True)
+class DockerArchive:
+    """A docker-archive tarball at ``path`` (a local path or an object-storage URI)."""
+
+    path: str
+    sha256: str
+    size: int
+    image_id: str
+    repo_tags: list[str] = field(default_factory=list)
+    layers: list[str] = field(default_factory=list)  # diff IDs, bottom first
+    kind: str = DOCKER_ARCHIVE
+
+    def to_xcom(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_xcom(cls, value: Mapping[str, Any]) -> DockerArchive:
+        if value.get("kind") != DOCKER_ARCHIVE:
+            raise ArchiveError(f"expected an artifact of kind {DOCKER_ARCHIVE!r}, got {value.get('kind')!r}")
+        missing = [name for name in ("path", "sha256", "size", "image_id") if not value.get(name) and name != "size"]
+        if missing:
+            raise ArchiveError(f"docker-archive artifact lacks {', '.join(missing)}: {dict(value)!r}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in value.items() if k in known})
+
+
+@dataclass(frozen=True)
+class ImageArtifact:
+    """An image that lives in an engine (what a build with ``export="image"`` returns)."""
+
+    image: str
+    image_id: str
+    engine: str
+    kind: str = IMAGE
+
+    def to_xcom(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class LoadOutcome:
+    """One engine's result of a load."""
+
+    image_id: str
+    tags: list[str]
+    engine: str
+    mode: str = "full"  # full | skipped
+    bytes_sent: int = 0
+    seconds: float = 0.0
+
+    def to_xcom(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,186 @@
+"""The subset of the Docker Engine API artiload needs, streaming both ways."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_artiload.engine import http as h
+from airflow_provider_artiload.engine.reference import parse_reference
+from airflow_provider_artiload.exceptions import EngineError, TransferError
+from airflow_provider_artiload.transport import Dialer, Stream
+
+READ_CHUNK = 1 << 20
+# What the engine's in-band load errors mean, for a message a user can act on.
+LOAD_ERROR_HINTS = {
+    "unexpected EOF": "the archive is truncated",
+    "invalid tar header": "the file is not a tar archive",
+    "invalid diffID": "a layer's bytes do not match its diff ID (corrupt archive)",
+    "repositories: no such file": "the archive has no manifest.json (not a docker-archive)",
+}
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What the engine reported after ``POST /images/load``."""
+
+    names: list[str] = field(default_factory=list)  # "Loaded image: repo:tag"
+    image_ids: list[str] = field(default_factory=list)  # "Loaded image ID: sha256:..."
+
+
+class EngineClient:
+    """A Docker Engine client over any Dialer (unix, TCP+TLS, SSH)."""
+
+    def __init__(self, dialer: Dialer, *, timeout: float = 60.0, transfer_timeout: float = 300.0) -> None:
+        self.dialer = dialer
+        self.timeout = timeout
+        self.transfer_timeout = transfer_timeout
+        self._active: set[h.EngineConnection] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return self.dialer.url
+
+    def ping(self) -> str:
+        return self._get_text("/_ping", what="ping")
+
+    def version(self) -> dict[str, Any]:
+        return self._get_json("/version", what="version")
+
+    def info(self) -> dict[str, Any]:
+        return self._get_json("/info", what="info")
+
+    def inspect_image(self, image: str) -> dict[str, Any]:
+        """``GET /images/{name}/json``; ImageNotFound names the image and the engine."""
+        return self._get_json(h.path("/images/{}/json", image), what=f"inspect image {image!r}")
+
+    def tag_image(self, image: str, reference: str) -> None:
+        """Point ``reference`` (validated first) at ``image``."""
+        repository, tag = parse_reference(reference)
+        with self._request("POST", h.path("/images/{}/tag", image, query={"repo": repository, "tag": tag})) as r:
+            h.raise_for_status(r, where=self.url, what=f"tag {image!r} as {reference!r}")
+            r.read()
+
+    def remove_image(self, image: str, *, force: bool = False) -> None:
+        with self._request("DELETE", h.path("/images/{}", image, query={"force": int(force)})) as r:
+            h.raise_for_status(r, where=self.url, what=f"remove image {image!r}")
+            r.read()
+
+    @contextlib.contextmanager
+    def export_image(self, image: str) -> Iterator[Iterator[bytes]]:
+        """``GET /images/{name}/get`` as a one-pass iterator of chunks (a docker-archive)."""
+        with self._request("GET", h.path("/images/{}/get", image), timeout=self.transfer_timeout) as response:
+            h.raise_for_status(response, where=self.url, what=f"save image {image!r}")
+            yield _read_chunks(response)
+
+    def load_image(
+        self, archive: Iterable[bytes], *, on_status: Callable[[dict[str, Any]], None] | None = None
+    ) -> LoadResult:
+        """``POST /images/load`` with a chunked body; raises on in-band errors.
+
+        If ``archive`` raises (a digest or format check failed), the request
+        body is never terminated and the connection is torn down, so the
+        engine discards what it got and loads nothing.
+        """
+        names: list[str] = []
+        image_ids: list[str] = []
+        with self._request(
+            "POST",
+            "/images/load?quiet=0",
+            body=h.chunks_of(archive),
+            headers={"Content-Type": "application/x-tar"},
+            timeout=self.transfer_timeout,
+        ) as response:
+            h.raise_for_status(response, where=self.url, what="load")
+            for message in h.json_lines(response):
+                if message.get("error") or message.get("errorDetail"):
+                    raise EngineError(f"{self.url}: load failed: {_explain(message)}")
+                text = str(message.get("stream") or "").strip()
+                if text.startswith("Loaded image ID: "):
+                    image_ids.append(text.removeprefix("Loaded image ID: "))
+                elif text.startswith("Loaded image: "):
+                    names.append(text.removeprefix("Loaded image: "))
+                elif on_status is not None:
+                    on_status(message)
+        return LoadResult(names=names, image_ids=image_ids)
+
+    def abort(self) -> None:
+        """Tear down every open request now (``on_kill``, or a stalled engine)."""
+        with self._lock:
+            connections = list(self._active)
+        for connection in connections:
+            if connection.stream is not None:
+                connection.stream.abort()
+
+    def close(self) -> None:
+        self.dialer.close()
+
+    def open_upgraded(self, request_path: str, *, headers: Iterable[tuple[str, str]] = ()) -> Stream:
+        """A new stream hijacked by ``POST request_path`` (BuildKit's /grpc and /session)."""
+        stream = self.dialer.dial(timeout=self.timeout)
+        try:
+            h.upgrade(stream, request_path, headers=list(headers))
+        except BaseException:
+            stream.close()
+            raise
+        stream.settimeout(None)  # long-lived: gRPC keeps its own deadlines
+        return stream
+
+    @contextlib.contextmanager
+    def _request(
+        self,
+        method: str,
+        request_path: str,
+        *,
+        body: Iterable[bytes] | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[Any]:
+        connection = h.EngineConnection(self.dialer, timeout or self.timeout)
+        with self._lock:
+            self._active.add(connection)
+        ok = False
+        try:
+            try:
+                connection.request(method, request_path, body=body, headers=headers or {})
+                response = connection.getresponse()
+            except (OSError, h.http.client.HTTPException) as exc:
+                raise TransferError(f"{self.url}: {method} {request_path.split('?')[0]} failed: {exc}") from exc
+            yield response
+            ok = True
+        finally:
+            with self._lock:
+                self._active.discard(connection)
+            if not ok and connection.stream is not None:
+                connection.stream.abort()  # the engine must see the request die, not end
+            connection.close()
+
+    def _get_json(self, request_path: str, *, what: str) -> Any:
+        with self._request("GET", request_path) as response:
+            h.raise_for_status(response, where=self.url, what=what)
+            return h.json.loads(response.read())
+
+    def _get_text(self, request_path: str, *, what: str) -> str:
+        with self._request("GET", request_path) as response:
+            h.raise_for_status(response, where=self.url, what=what)
+            return response.read().decode()
+
+
+def _read_chunks(response: Any) -> Iterator[bytes]:
+    try:
+        while chunk := response.read1(READ_CHUNK) if hasattr(response, "read1") else response.read(READ_CHUNK):
+            yield chunk
+    except h.http.client.IncompleteRead as exc:
+        raise TransferError(f"the engine closed the stream early: {exc}") from exc
+
+
+def _explain(message: dict[str, Any]) -> str:
+    text = (message.get("errorDetail") or {}).get("message") or message.get("error") or str(message)
+    for needle, hint in LOAD_ERROR_HINTS.items():
+        if needle in text:
+            return f"{text} ({hint})"
+    return text
