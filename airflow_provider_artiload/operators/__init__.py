@@ -1,0 +1,6 @@
+"""Thin, templated operators over the hooks."""
+
+from airflow_provider_artiload.operators.load import DockerLoadOperator
+from airflow_provider_artiload.operators.save import SaveImageOperator
+
+__all__ = ["DockerLoadOperator", "SaveImageOperator"]

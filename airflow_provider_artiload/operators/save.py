@@ -1,0 +1,68 @@
+"""SaveImageOperator: an engine's image -> a docker-archive tarball, streamed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+from airflow_provider_artiload.artifacts import IMAGE
+from airflow_provider_artiload.exceptions import ArtiloadError
+from airflow_provider_artiload.hooks.engine import DockerEngineHook
+
+
+class SaveImageOperator(BaseOperator):
+    """Save an image from a Docker Engine to a docker-archive at ``path``.
+
+    The archive is written under a temporary name and renamed when complete;
+    its sha256 is computed while it streams. Returns the docker-archive
+    artifact (``kind``, ``path``, ``sha256``, ``size``, ``image_id``,
+    ``repo_tags``, ``layers``) as XCom, which DockerLoadOperator accepts.
+
+    :param image: image reference, image ID, or an ``image`` artifact from
+        BuildArtifactOperator. (templated)
+    :param path: where to write the tarball. (templated)
+    :param engine_conn_id: the ``docker_engine`` connection to save from.
+    """
+
+    template_fields: Sequence[str] = ("image", "path")
+    ui_color = "#d8eefd"
+
+    def __init__(
+        self,
+        *,
+        image: str | Mapping[str, Any],
+        path: str,
+        engine_conn_id: str = DockerEngineHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.image = image
+        self.path = path
+        self.engine_conn_id = engine_conn_id
+
+    @cached_property
+    def hook(self) -> DockerEngineHook:
+        return DockerEngineHook(self.engine_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        try:
+            return self.hook.save_image(image_ref(self.image), str(self.path)).to_xcom()
+        finally:
+            self.hook.close()
+
+    def on_kill(self) -> None:
+        self.hook.abort()
+
+
+def image_ref(image: str | Mapping[str, Any]) -> str:
+    """The reference to use for an image given as a string or an ``image`` artifact."""
+    if isinstance(image, Mapping):
+        if image.get("kind") != IMAGE:
+            raise ArtiloadError(f"image must be a reference or an artifact of kind 'image', got {dict(image)!r}")
+        return str(image.get("image_id") or image["image"])
+    if not str(image).strip():
+        raise ArtiloadError("image is empty")
+    return str(image).strip()
