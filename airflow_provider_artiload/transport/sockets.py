@@ -43,11 +43,14 @@ class SocketConnection:
 class SocketDialer:
     """Dials ``unix://`` and ``tcp://`` endpoints; TLS when the endpoint says so."""
 
-    def __init__(self, endpoint: Endpoint, *, counter: ByteCounter | None = None) -> None:
+    def __init__(
+        self, endpoint: Endpoint, *, counter: ByteCounter | None = None, alpn: tuple[str, ...] = ()
+    ) -> None:
         if endpoint.scheme not in ("unix", "tcp"):
             raise ValueError(f"SocketDialer cannot dial {endpoint.url}")
         self.endpoint = endpoint
         self.counter = counter or ByteCounter()
+        self.alpn = alpn  # ("h2",) for gRPC over TLS: Go's gRPC servers require it
 
     @property
     def url(self) -> str:
@@ -110,7 +113,10 @@ class SocketDialer:
     @functools.cached_property
     def _tls_context(self) -> ssl.SSLContext:
         assert self.endpoint.tls is not None
-        return tls_context(self.endpoint.tls, where=self.url)
+        context = tls_context(self.endpoint.tls, where=self.url)
+        if self.alpn:
+            context.set_alpn_protocols(list(self.alpn))
+        return context
 
 
 def tls_context(tls: TLSConfig, *, where: str) -> ssl.SSLContext:
