@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install what artiload needs on a fresh Debian machine (run as root), idempotently:
+# system packages for the private engine and sshd the demo and the tests start,
+# and a virtualenv at .venv with the provider installed editable.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+missing=()
+command -v dockerd >/dev/null || missing+=(docker.io)
+command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+# The test base image copies /bin/busybox into FROM scratch: it must be the static build.
+ldd /bin/busybox 2>&1 | grep -q "not a dynamic executable" || missing+=(busybox-static)
+command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+PY="${PYTHON:-python3}"
+if [ ! -x "$ROOT/.venv/bin/python" ]; then
+  "$PY" -m venv "$ROOT/.venv"
+fi
+stamp="$ROOT/.venv/.artiload-installed"
+if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+  "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check -e "$ROOT[test]"
+  touch "$stamp"
+fi
