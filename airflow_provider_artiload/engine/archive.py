@@ -196,7 +196,10 @@ def _is_metadata(name: str, size: int) -> bool:
 
 
 def _checksum_ok(header: bytes) -> bool:
-    stored = _number(header[148:156])
+    try:
+        stored = _number(header[148:156])
+    except ArchiveError:
+        return False
     unsigned = sum(header[:148]) + 8 * 32 + sum(header[156:])
     return stored == unsigned
 

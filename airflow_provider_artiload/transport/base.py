@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import io
 import socket
+import ssl
 import threading
 from typing import Protocol
 
-from airflow_provider_artiload.exceptions import TransferError, TransferTimeout
+from airflow_provider_artiload.exceptions import TLSError, TransferError, TransferTimeout
 
 WRITE_SLICE = 1 << 20  # paramiko re-slices a bytes buffer per packet: keep writes ~1 MiB
 
@@ -84,6 +85,8 @@ class Stream:
             n = self._raw.recv_into(view)
         except (TimeoutError, socket.timeout) as exc:
             raise TransferTimeout(f"{self.name}: no data from the peer for {self._timeout} s") from exc
+        except ssl.SSLError as exc:  # TLS 1.3 reports a rejected client certificate at the first read
+            raise TLSError(f"{self.name}: the TLS peer refused us: {exc.reason or exc} (check tls_client_cert/tls_client_key)") from exc
         except OSError as exc:
             raise TransferError(f"{self.name}: read failed: {_reason(exc)}") from exc
         self.counter.add(received=n)
