@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 INTERVAL_SECONDS = 5.0
 
@@ -20,34 +21,42 @@ class Progress:
     """Counts bytes of one transfer and logs them, throttled."""
 
     def __init__(
-        self, log: logging.Logger, label: str, total: int | None = None, *, interval: float = INTERVAL_SECONDS
+        self,
+        log: logging.Logger,
+        label: str,
+        total: int | None = None,
+        *,
+        interval: float = INTERVAL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.log = log
         self.label = label
         self.total = total
         self.done = 0
         self.interval = interval
-        self.started = time.monotonic()
+        self._clock = clock
+        self.started = clock()
         self._last = self.started
 
     @property
     def seconds(self) -> float:
-        return time.monotonic() - self.started
+        return self._clock() - self.started
 
-    def rate(self) -> float:
+    def rate(self, seconds: float | None = None) -> float:
         """MB/s (10^6 bytes) since the start."""
-        return self.done / max(self.seconds, 1e-9) / 1e6
+        return self.done / max(self.seconds if seconds is None else seconds, 1e-9) / 1e6
 
     def add(self, n: int) -> None:
         self.done += n
-        now = time.monotonic()
+        now = self._clock()
         if now - self._last >= self.interval:
             self._last = now
-            self.log.info("%s: %s, %.1f MB/s", self.label, self._amount(), self.rate())
+            self.log.info("%s: %s, %.1f MB/s", self.label, self._amount(), self.rate(now - self.started))
 
     def finish(self, note: str = "") -> None:
+        seconds = self.seconds
         self.log.info(
-            "%s: done, %s in %.2f s (%.1f MB/s)%s", self.label, human(self.done), self.seconds, self.rate(), note
+            "%s: done, %s in %.2f s (%.1f MB/s)%s", self.label, human(self.done), seconds, self.rate(seconds), note
         )
 
     def _amount(self) -> str:

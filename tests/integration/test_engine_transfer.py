@@ -21,6 +21,7 @@ from airflow_provider_artiload.exceptions import (
     ImageNotFound,
     SSHAuthError,
     TLSError,
+    TransferError,
 )
 from airflow_provider_artiload.hooks.engine import DockerEngineHook
 from airflow_provider_artiload.operators import DockerLoadOperator, SaveImageOperator
@@ -255,3 +256,53 @@ def test_ssh_passphrase_inline_key_and_pinned_host_key_work(monkeypatch, engine,
         look_for_keys="false",
     )
     assert hook.test_connection()[0] is True
+
+
+def test_on_kill_cuts_a_load_in_flight_and_the_engine_keeps_nothing(monkeypatch, engine_b, saved, tmp_path):
+    """A FIFO source trickles the archive, as a slow disk would; on_kill must end the upload at once."""
+    import threading
+    import time
+
+    drop(engine_b, saved.image_id)
+    before = snapshot(engine_b)
+    fifo = tmp_path / "slow.tar"
+    os.mkfifo(fifo)
+    data = Path(saved.path).read_bytes()
+    release = threading.Event()
+
+    def feed() -> None:
+        with open(fifo, "wb") as pipe:
+            pipe.write(data[: len(data) // 2])
+            for start in range(len(data) // 2, len(data), 16384):  # then a trickle until the reader is gone
+                if release.wait(0.05):
+                    return
+                try:
+                    pipe.write(data[start : start + 16384])
+                    pipe.flush()
+                except BrokenPipeError:
+                    return
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    monkeypatch.setenv("AIRFLOW_CONN_KILL_DST", json.dumps({"conn_type": "docker_engine", "host": engine_b.unix_url}))
+    op = DockerLoadOperator(task_id="load", source=str(fifo), tag="killed/load:1", engine_conn_id="kill_dst")
+    outcome: dict = {}
+
+    def execute() -> None:
+        try:
+            op.execute({})
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            outcome["error"] = exc
+
+    runner = threading.Thread(target=execute)
+    runner.start()
+    deadline = time.monotonic() + 20
+    while op.hook.client.dialer.counter.sent < len(data) // 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    op.on_kill()
+    runner.join(5)
+    release.set()
+    assert not runner.is_alive(), "on_kill did not stop the load"
+    assert isinstance(outcome.get("error"), TransferError), outcome
+    time.sleep(0.5)
+    assert snapshot(engine_b) == before
