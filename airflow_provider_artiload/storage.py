@@ -14,11 +14,10 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import BinaryIO
 
-from airflow_provider_artiload.engine.archive import ArchiveIndex, ArchiveScanner
-from airflow_provider_artiload.exceptions import ArchiveError, DestinationError, DigestMismatch
+from airflow_provider_artiload.exceptions import ArchiveError, DestinationError
 from airflow_provider_artiload.progress import human
 
 CHUNK = 1 << 20
@@ -112,8 +111,13 @@ def remove_stale_temp_files(path: str) -> None:
                 pass
 
 
-def read_chunks(path: str, *, chunk_size: int = CHUNK) -> Iterator[bytes]:
-    """The file at ``path`` in chunks; missing or unreadable files are ArchiveErrors naming the path."""
+def read_chunks(
+    path: str, *, ranges: list[tuple[int, int | None]] | None = None, chunk_size: int = CHUNK
+) -> Iterator[bytes]:
+    """The file at ``path`` in chunks, or only the byte ``ranges`` [start, end) given, in order.
+
+    Missing or unreadable files are ArchiveErrors naming the path.
+    """
     try:
         handle = open(path, "rb", buffering=0)
     except FileNotFoundError:
@@ -121,61 +125,17 @@ def read_chunks(path: str, *, chunk_size: int = CHUNK) -> Iterator[bytes]:
     except OSError as exc:
         raise ArchiveError(f"cannot read archive {path}: {exc.strerror}") from exc
     with handle:
-        while chunk := handle.read(chunk_size):
-            yield chunk
-
-
-class VerifiedArchive:
-    """Pass a docker-archive through, checking format and sha256 on the way.
-
-    The last chunk is held back until everything is verified: if a check
-    fails the engine never receives the archive's end, so it cannot finish
-    loading a bad or truncated archive.
-    """
-
-    def __init__(self, chunks: Iterable[bytes], *, where: str, expected_sha256: str | None = None) -> None:
-        self._chunks = chunks
-        self.where = where
-        self.expected_sha256 = expected_sha256
-        self.scanner = ArchiveScanner()
-        self.size = 0
-        self._hash = hashlib.sha256()
-        self.index: ArchiveIndex | None = None
-
-    @property
-    def sha256(self) -> str:
-        return "sha256:" + self._hash.hexdigest()
-
-    def __iter__(self) -> Iterator[bytes]:
-        held: bytes | None = None
-        for chunk in self._chunks:
-            self._check(lambda: self.scanner.feed(chunk))
-            self._hash.update(chunk)
-            self.size += len(chunk)
-            if held is not None:
-                yield held
-            held = chunk
-        self._check(self._finish)
-        if held is not None:
-            yield held
-
-    def _finish(self) -> None:
-        index = self.scanner.finish()
-        index.check_complete()
-        if self.expected_sha256 and self.sha256 != self.expected_sha256:
-            raise DigestMismatch(
-                f"{self.where}: sha256 is {self.sha256}, the artifact says {self.expected_sha256}; "
-                "the file changed or is corrupt, nothing was loaded"
-            )
-        self.index = index
-
-    def _check(self, step) -> None:
-        try:
-            step()
-        except ArchiveError as exc:
-            if str(exc).startswith(self.where):
-                raise
-            raise type(exc)(f"{self.where}: {exc}") from None
+        for start, end in ranges or [(0, None)]:
+            if start:
+                handle.seek(start)
+            left = None if end is None else end - start
+            while left is None or left > 0:
+                chunk = handle.read(chunk_size if left is None else min(chunk_size, left))
+                if not chunk:
+                    break
+                if left is not None:
+                    left -= len(chunk)
+                yield chunk
 
 
 def _alive(pid: int) -> bool:

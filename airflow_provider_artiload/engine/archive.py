@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-from airflow_provider_artiload.exceptions import ArchiveError
+from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch
 
 BLOCK = 512
 METADATA_LIMIT = 16 << 20  # all JSON members together; more is not a docker-archive
@@ -71,61 +72,96 @@ class ArchiveIndex:
                     raise ArchiveError(f"manifest.json names {name!r}, which the archive does not contain")
 
 
-class ArchiveScanner:
-    """A push parser for (uncompressed) tar streams."""
+Expect = Callable[[str, "ArchiveIndex"], "str | None"]  # (member, what was seen so far) -> digest it must have
+Keep = Callable[[str, "ArchiveIndex"], bool]  # (member, what was seen so far) -> forward it?
 
-    def __init__(self, *, hash_members: bool = False) -> None:
+
+class ArchiveScanner:
+    """A push parser for (uncompressed) tar streams.
+
+    ``expect`` names the digest a member must have (a layer's diff ID); a
+    mismatch raises DigestMismatch as soon as that member ends. ``keep``
+    turns the scanner into a filter: :meth:`feed` then returns the pieces to
+    forward, leaving out the members ``keep`` rejects (with their extended
+    headers). Both are asked at a member's header, with the index of what
+    came before it (a layer's small ``json`` precedes its ``layer.tar``).
+    """
+
+    def __init__(self, *, expect: Expect | None = None, keep: Keep | None = None) -> None:
         self.index = ArchiveIndex()
         self.offset = 0  # bytes consumed
-        self._hash_members = hash_members
+        self._expect = expect
+        self._keep = keep
         self._header = bytearray()
         self._remaining = 0  # data bytes left in the current member
         self._padding = 0
         self._member: Member | None = None
+        self._expected: str | None = None
         self._hasher: Any = None
         self._capture: bytearray | None = None
         self._kind = b"0"
         self._long_name: str | None = None
         self._pax_path: str | None = None
+        self._pending = bytearray()  # extended headers waiting for the member they describe
+        self._forward = True
         self._ended = False
         self._captured = 0
 
-    def feed(self, data: bytes | memoryview) -> None:
+    def feed(self, data: bytes | memoryview) -> list[bytes | memoryview]:
+        """Consume ``data``; with ``keep``, return what to forward (zero-copy slices where possible)."""
         view = memoryview(data).cast("B")
+        out: list[bytes | memoryview] = []
         while view:
-            if self._remaining:
-                view = self._consume_data(view)
-            elif self._padding:
-                step = min(self._padding, len(view))
-                self._padding -= step
+            if self._remaining or self._padding:
+                step = min(self._remaining + self._padding, len(view))
+                piece = view[:step]
+                data_part = piece[: min(self._remaining, step)]
+                if data_part:
+                    self._consume_data(data_part)
+                self._padding -= step - len(data_part)
                 self.offset += step
+                self._emit(out, piece)
                 view = view[step:]
+                if not self._remaining and not self._padding:
+                    self._end_member()
             elif self._ended:
                 self.offset += len(view)  # trailing zero records after the end marker
-                return
+                self._emit(out, view)
+                break
             else:
                 need = BLOCK - len(self._header)
                 self._header += view[:need]
                 self.offset += min(need, len(view))
                 view = view[need:]
                 if len(self._header) == BLOCK:
-                    self._start_member(bytes(self._header))
+                    header = bytes(self._header)
                     self._header.clear()
+                    self._start_member(header, out)
+        return out
 
     def finish(self) -> ArchiveIndex:
         """Call at end of input: raise unless the archive ended cleanly."""
         if self.offset == 0:
             raise ArchiveError("the archive is empty")
-        if self._remaining or self._header or (self._member and self._padding):
+        if self._remaining or self._header or self._padding:
             where = f" inside {self._member.name!r}" if self._member and self._remaining else ""
             raise ArchiveError(f"the archive is truncated at byte {self.offset}{where}")
         if not self._ended and not self.index.members:
             raise ArchiveError("not a tar archive")
         return self.index
 
-    def _start_member(self, header: bytes) -> None:
+    def _emit(self, out: list[bytes | memoryview], piece: bytes | memoryview) -> None:
+        if self._keep is None:
+            return
+        if self._kind in (b"L", b"x") and not self._ended:
+            self._pending += piece
+        elif self._forward:
+            out.append(piece)
+
+    def _start_member(self, header: bytes, out: list[bytes | memoryview]) -> None:
         if header == bytes(BLOCK):
-            self._ended = True  # end-of-archive marker; tar writes two, one is enough
+            self._ended, self._forward = True, True  # end-of-archive marker; one is enough
+            self._emit(out, header)
             return
         if not _checksum_ok(header):
             if self.offset == BLOCK:
@@ -136,21 +172,27 @@ class ArchiveScanner:
         name = self._long_name or self._pax_path or _name(header)
         self._kind, self._remaining = kind, size
         self._padding = -size % BLOCK
-        self._member, self._hasher, self._capture = None, None, None
+        self._member, self._hasher, self._capture, self._expected = None, None, None, None
         if kind in (b"L", b"x"):
             if size > PAX_LIMIT:
                 raise ArchiveError(f"tar extended header of {size} bytes at byte {self.offset} is too large")
             self._capture = bytearray()
+            self._emit(out, header)
             return
         if kind == b"g":
+            self._forward = True
+            self._emit(out, header)
+            if not size:
+                self._end_member()
             return
         self._long_name, self._pax_path = None, None
         _check_name(name)
         if kind in (b"0", b"\0", b"7"):
             member = Member(name=name, size=size, offset=self.offset)
+            self._expected = self._expect(name, self.index) if self._expect else None
             self.index.members[name] = member
             self._member = member
-            if self._hash_members:
+            if self._expected:
                 self._hasher = hashlib.sha256()
             if _is_metadata(name, size):
                 self._captured += size
@@ -159,21 +201,20 @@ class ArchiveScanner:
                 self._capture = bytearray()
         elif kind in (b"1", b"2"):
             _check_link(name, _text(header[157:257]))
+        self._forward = self._keep(name, self.index) if self._keep else True
+        if self._forward and self._keep is not None:
+            out.append(bytes(self._pending))
+            out.append(header)
+        self._pending.clear()
         if not size:
             self._end_member()
 
-    def _consume_data(self, view: memoryview) -> memoryview:
-        step = min(self._remaining, len(view))
-        piece = view[:step]
+    def _consume_data(self, piece: memoryview) -> None:
         if self._hasher is not None:
             self._hasher.update(piece)
         if self._capture is not None:
             self._capture += piece
-        self._remaining -= step
-        self.offset += step
-        if not self._remaining:
-            self._end_member()
-        return view[step:]
+        self._remaining -= len(piece)
 
     def _end_member(self) -> None:
         if self._kind == b"L" and self._capture is not None:
@@ -183,14 +224,19 @@ class ArchiveScanner:
         elif self._member is not None:
             if self._hasher is not None:
                 self._member.sha256 = "sha256:" + self._hasher.hexdigest()
+                if self._member.sha256 != self._expected:
+                    raise DigestMismatch(
+                        f"layer {self._member.name} has sha256 {self._member.sha256}, "
+                        f"but the image config says its diff ID is {self._expected} (corrupt layer)"
+                    )
             if self._capture is not None:
                 self.index.metadata[self._member.name] = bytes(self._capture)
-        self._capture, self._hasher = None, None
+        self._capture, self._hasher, self._member = None, None, None
 
 
 def _is_metadata(name: str, size: int) -> bool:
     """JSON members; in OCI-layout archives configs are small ``blobs/sha256/`` files."""
-    if name.endswith(".json") or name in ("repositories", "oci-layout"):
+    if name.endswith((".json", "/json")) or name in ("repositories", "oci-layout"):
         return True
     return name.startswith("blobs/sha256/") and size <= SMALL_BLOB
 

@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from airflow_provider_artiload.exceptions import ArchiveError, DestinationError, DigestMismatch
-from airflow_provider_artiload.storage import AtomicFile, VerifiedArchive, read_chunks, remove_stale_temp_files
+from airflow_provider_artiload.storage import AtomicFile, read_chunks, remove_stale_temp_files
+from airflow_provider_artiload.verify import VerifiedArchive
 from tests.unit.archives import chunked, docker_archive
 
 
