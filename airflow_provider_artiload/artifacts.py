@@ -59,9 +59,11 @@ class LoadOutcome:
     image_id: str
     tags: list[str]
     engine: str
-    mode: str = "full"  # full | skipped
+    mode: str = "full"  # skipped | delta | full
     bytes_sent: int = 0
     seconds: float = 0.0
+    layers_sent: int = 0
+    layers_skipped: int = 0
 
     def to_xcom(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -54,6 +54,10 @@ class EngineClient:
     def info(self) -> dict[str, Any]:
         return self._get_json("/info", what="info")
 
+    def list_images(self) -> list[dict[str, Any]]:
+        """``GET /images/json``: summaries of the tagged and dangling images."""
+        return self._get_json("/images/json", what="list images")
+
     def inspect_image(self, image: str) -> dict[str, Any]:
         """``GET /images/{name}/json``; ImageNotFound names the image and the engine."""
         return self._get_json(h.path("/images/{}/json", image), what=f"inspect image {image!r}")

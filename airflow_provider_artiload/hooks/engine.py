@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
+from airflow_provider_artiload import transfer
 from airflow_provider_artiload.artifacts import DockerArchive, LoadOutcome
 from airflow_provider_artiload.endpoints import Endpoint, parse_float
 from airflow_provider_artiload.engine.client import EngineClient
-from airflow_provider_artiload.engine.reference import is_image_id, parse_reference
-from airflow_provider_artiload.exceptions import ArchiveError, ArtiloadError, EngineError, ImageNotFound
+from airflow_provider_artiload.exceptions import ArtiloadError
 from airflow_provider_artiload.hooks.connection import default_endpoint, endpoint_from_connection
-from airflow_provider_artiload.progress import Progress
-from airflow_provider_artiload.storage import AtomicFile, VerifiedArchive, read_chunks
+from airflow_provider_artiload.sources import EngineSource, FileSource
 from airflow_provider_artiload.transport import open_dialer
 
 
@@ -90,60 +89,13 @@ class DockerEngineHook(BaseHook):
 
     def save_image(self, image: str, path: str) -> DockerArchive:
         """Stream ``image`` into a docker-archive at ``path``; complete or absent."""
-        info = self.client.inspect_image(image)
-        name = image if not is_image_id(image) and not image.startswith(info["Id"]) else info["Id"]
-        progress = Progress(self.log, f"Saving {image} from {self.endpoint} to {path}", total=info.get("Size"))
-        with AtomicFile(path, expected_size=info.get("Size")) as out, self.client.export_image(name) as chunks:
-            archive = VerifiedArchive(chunks, where=f"archive of {image} from {self.endpoint}")
-            for chunk in archive:
-                out.write(chunk)
-                progress.add(len(chunk))
-            index = archive.index
-            assert index is not None
-            saved_id = index.image_ids()[0]
-            if saved_id != info["Id"]:
-                raise EngineError(f"{self.endpoint}: {image} changed during the save ({info['Id']} -> {saved_id})")
-            out.commit()
-        progress.finish()
-        return DockerArchive(
-            path=path,
-            sha256=out.sha256,
-            size=out.size,
-            image_id=info["Id"],
-            repo_tags=list(index.manifest[0].get("RepoTags") or []),
-            layers=list(info.get("RootFS", {}).get("Layers") or []),
-        )
+        return transfer.save_image(self.client, image, path, self.log)
 
     def load_archive(
-        self, source: DockerArchive | str, *, tags: Sequence[str] = (), skip_existing: bool = True
+        self, source: DockerArchive | str, *, tags: Sequence[str] = (), skip_existing: bool = True, delta: bool = True
     ) -> LoadOutcome:
-        """Stream a docker-archive into the engine, verified, then tag it.
-
-        Tags are validated before anything is sent and applied only after the
-        engine has the image with the expected ID.
-        """
-        for tag in tags:
-            parse_reference(tag)
-        artifact = source if isinstance(source, DockerArchive) else None
-        path = artifact.path if artifact else str(source)
-        if artifact and skip_existing and self._has_image(artifact.image_id):
-            self.log.info("%s already has %s: no bytes sent, tagging only", self.endpoint, artifact.image_id)
-            self._tag(artifact.image_id, tags)
-            return LoadOutcome(image_id=artifact.image_id, tags=list(tags), engine=self.endpoint.url, mode="skipped")
-        archive = VerifiedArchive(read_chunks(path), where=path, expected_sha256=artifact.sha256 if artifact else None)
-        progress = Progress(self.log, f"Loading {path} into {self.endpoint}", total=artifact.size if artifact else None)
-        self.client.load_image(_counted(archive, progress), on_status=self._log_status)
-        progress.finish()
-        image_id = self._loaded_image_id(archive, artifact, path)
-        self._tag(image_id, tags)
-        return LoadOutcome(
-            image_id=image_id,
-            tags=list(tags),
-            engine=self.endpoint.url,
-            mode="full",
-            bytes_sent=archive.size,
-            seconds=round(progress.seconds, 3),
-        )
+        """Stream a docker-archive into this engine (see :func:`load_into` for several engines)."""
+        return load_into([self], source, transfer.LoadOptions(tuple(tags), skip_existing, delta), self.log)[0]
 
     def abort(self) -> None:
         """Cancel every transfer in flight (``on_kill``)."""
@@ -154,33 +106,18 @@ class DockerEngineHook(BaseHook):
         if "client" in self.__dict__:
             self.client.close()
 
-    def _has_image(self, image_id: str) -> bool:
-        try:
-            return self.client.inspect_image(image_id)["Id"] == image_id
-        except ImageNotFound:
-            return False
 
-    def _loaded_image_id(self, archive: VerifiedArchive, artifact: DockerArchive | None, path: str) -> str:
-        assert archive.index is not None
-        ids = archive.index.image_ids()
-        if artifact and artifact.image_id not in ids:
-            raise ArchiveError(f"{path} holds {', '.join(ids)}, not the artifact's image {artifact.image_id}")
-        image_id = artifact.image_id if artifact else ids[0]
-        if not self._has_image(image_id):
-            raise EngineError(f"{self.endpoint}: the load reported success but the engine has no image {image_id}")
-        return image_id
-
-    def _tag(self, image_id: str, tags: Sequence[str]) -> None:
-        for tag in tags:
-            self.client.tag_image(image_id, tag)
-            self.log.info("Tagged %s as %s on %s", image_id[:19], tag, self.endpoint)
-
-    def _log_status(self, message: dict[str, Any]) -> None:
-        if message.get("status") and not message.get("progressDetail"):
-            self.log.info("%s: %s %s", self.endpoint, message.get("status"), message.get("id", ""))
+def load_into(
+    hooks: Sequence[DockerEngineHook], source: DockerArchive | str, options: transfer.LoadOptions, log: Any
+) -> list[LoadOutcome]:
+    """Load a tarball (artifact or path) into the engines of ``hooks``, reading it once per batch."""
+    artifact = source if isinstance(source, DockerArchive) else None
+    file_source = FileSource(artifact.path if artifact else str(source), artifact)
+    return transfer.load(file_source, [hook.client for hook in hooks], options, log)
 
 
-def _counted(chunks: Iterable[bytes], progress: Progress) -> Iterator[bytes]:
-    for chunk in chunks:
-        progress.add(len(chunk))
-        yield chunk
+def copy_between(
+    source: DockerEngineHook, image: str, targets: Sequence[DockerEngineHook], options: transfer.LoadOptions, log: Any
+) -> list[LoadOutcome]:
+    """Stream ``image`` from one engine straight into others: no tarball on disk."""
+    return transfer.load(EngineSource(source.client, image), [hook.client for hook in targets], options, log)

@@ -1,0 +1,240 @@
+"""Save images to tarballs, and load one source into one or many engines.
+
+For each target engine the load is one of:
+- ``skipped``: it has the image already; only the tags are applied;
+- ``delta``: a thin archive without the bottom layers it already has (classic
+  image store only: an engine on the containerd store gets the full archive);
+- ``full``: the whole archive.
+Targets stream concurrently (``max_parallel`` at a time) from one read of the
+source; a thin load the engine rejects is retried as a full load. Tags are
+applied only once the engine holds the expected image ID.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from airflow_provider_artiload.artifacts import DockerArchive, LoadOutcome
+from airflow_provider_artiload.engine.archive import ArchiveIndex, ArchiveScanner, Expect
+from airflow_provider_artiload.engine.client import EngineClient
+from airflow_provider_artiload.engine.layers import layer_position, layers_present, uses_containerd_store
+from airflow_provider_artiload.engine.reference import is_image_id, parse_reference
+from airflow_provider_artiload.exceptions import ArchiveError, ArtiloadError, EngineError, ImageNotFound
+from airflow_provider_artiload.fanout import Fanout
+from airflow_provider_artiload.progress import Progress
+from airflow_provider_artiload.sources import EngineSource, FileSource, SourceInfo
+from airflow_provider_artiload.storage import AtomicFile
+from airflow_provider_artiload.verify import VerifiedArchive
+
+Source = FileSource | EngineSource
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    tags: tuple[str, ...] = ()
+    skip_existing: bool = True
+    delta: bool = True
+    max_parallel: int = 4
+
+
+@dataclass
+class _Plan:
+    client: EngineClient
+    mode: str  # skipped | delta | full (| failed: could not even plan)
+    keep_layers_from: int = 0  # bottom layers below this position are left out
+    omit: frozenset[str] = field(default_factory=frozenset)
+
+
+def save_image(client: EngineClient, image: str, path: str, log: logging.Logger) -> DockerArchive:
+    """Stream ``image`` into a docker-archive at ``path``; complete or absent."""
+    inspect = client.inspect_image(image)
+    name = inspect["Id"] if is_image_id(image) or inspect["Id"].startswith(image) else image
+    progress = Progress(log, f"Saving {image} from {client.url} to {path}", total=inspect.get("Size"))
+    with AtomicFile(path, expected_size=inspect.get("Size")) as out, client.export_image(name) as chunks:
+        archive = VerifiedArchive(chunks, where=f"archive of {image} from {client.url}", expected_image_id=inspect["Id"])
+        for chunk in archive:
+            out.write(chunk)
+            progress.add(len(chunk))
+        out.commit()
+    progress.finish()
+    assert archive.index is not None
+    return DockerArchive(
+        path=path,
+        sha256=out.sha256,
+        size=out.size,
+        image_id=inspect["Id"],
+        repo_tags=list(archive.index.manifest[0].get("RepoTags") or []),
+        layers=list(inspect.get("RootFS", {}).get("Layers") or []),
+    )
+
+
+def load(source: Source, clients: Sequence[EngineClient], options: LoadOptions, log: logging.Logger) -> list[LoadOutcome]:
+    """Load ``source`` into every engine in ``clients``; raise after all finished if any failed."""
+    for tag in options.tags:
+        parse_reference(tag)  # a bad tag fails before any byte moves
+    info = source.info()
+    plans: list[_Plan] = []
+    outcomes: dict[int, LoadOutcome | BaseException] = {}
+    for i, client in enumerate(clients):
+        try:
+            plans.append(_plan(client, info, options, log))
+        except ArtiloadError as exc:  # unreachable: the other engines still get their load
+            plans.append(_Plan(client, "failed"))
+            outcomes[i] = exc
+    for i, plan in enumerate(plans):
+        if plan.mode == "skipped":
+            outcomes[i] = _finish(plan, info.image_id or "", options, log, sent=0, seconds=0.0, layers=(0, len(info.diff_ids)))
+    streaming = [i for i, plan in enumerate(plans) if plan.mode in ("delta", "full")]
+    for start in range(0, len(streaming), max(1, options.max_parallel)):
+        batch = streaming[start : start + max(1, options.max_parallel)]
+        outcomes.update(zip(batch, _stream(source, info, [plans[i] for i in batch], options, log)))
+    failures = [(plans[i].client.url, o) for i, o in sorted(outcomes.items()) if isinstance(o, BaseException)]
+    if failures:
+        if len(clients) == 1:
+            raise failures[0][1]
+        done = [o for o in outcomes.values() if isinstance(o, LoadOutcome)]
+        for outcome in done:
+            log.info("%s: %s load succeeded", outcome.engine, outcome.mode)
+        raise ArtiloadError(
+            f"load of {info.label} failed on {len(failures)} of {len(clients)} engines: "
+            + "; ".join(f"{url}: {error}" for url, error in failures)
+        )
+    return [outcomes[i] for i in range(len(plans))]  # type: ignore[misc]
+
+
+def _plan(client: EngineClient, info: SourceInfo, options: LoadOptions, log: logging.Logger) -> _Plan:
+    if options.skip_existing and info.image_id and _has_image(client, info.image_id):
+        log.info("%s already has %s: no layer bytes sent", client.url, info.image_id)
+        return _Plan(client, "skipped")
+    if not (options.delta and info.diff_ids):
+        return _Plan(client, "full")
+    if uses_containerd_store(client.info()):
+        log.info("%s uses the containerd image store: sending the full archive", client.url)
+        return _Plan(client, "full")
+    have = layers_present(client, info.diff_ids)
+    if not have:
+        return _Plan(client, "full")
+    names = info.layer_names or []
+    omit = frozenset(names[:have]) - frozenset(names[have:])
+    log.info("%s has %d of %d layers: sending the other %d", client.url, have, len(info.diff_ids), len(info.diff_ids) - have)
+    return _Plan(client, "delta", keep_layers_from=have, omit=omit)
+
+
+def _stream(source: Source, info: SourceInfo, plans: list[_Plan], options: LoadOptions, log: logging.Logger) -> list[LoadOutcome | BaseException]:
+    """One read of the source, fanned out to every plan in the batch; thin loads that fail are redone in full."""
+    omit_everywhere = frozenset.intersection(*(p.omit for p in plans)) if all(p.omit for p in plans) else frozenset()
+    counters = [0] * len(plans)
+    started = time.monotonic()
+    with source.open(omit_everywhere) as chunks:
+        archive = VerifiedArchive(
+            chunks,
+            where=info.label,
+            expected_sha256=None if omit_everywhere else info.sha256,
+            expect=_expect(info),
+            expected_image_id=info.image_id,
+            omitted=omit_everywhere,
+        )
+        progress = Progress(log, f"Loading {info.label} into {_names(plans)}", total=info.size)
+        results = Fanout(_counted(archive, progress)).run([_uploader(p, info, counters, i) for i, p in enumerate(plans)])
+    progress.finish()
+    image_id = archive.index.image_ids()[0] if archive.index else info.image_id or ""
+    outcomes: list[LoadOutcome | BaseException] = []
+    for i, (plan, result) in enumerate(zip(plans, results)):
+        layers = (plan.keep_layers_from, len(info.diff_ids)) if plan.mode == "delta" else (0, len(info.diff_ids))
+        if isinstance(result, BaseException) or not _has_image(plan.client, image_id):
+            if plan.mode != "delta" or isinstance(result, ArchiveError):  # a bad source: no retry helps
+                outcomes.append(result if isinstance(result, BaseException) else _missing(plan, image_id))
+                continue
+            log.warning("%s: thin load failed (%s); falling back to a full load", plan.client.url, result or "image missing")
+            full = _Plan(plan.client, "full")
+            outcomes.extend(_stream(source, info, [full], options, log))
+            continue
+        outcomes.append(_finish(plan, image_id, options, log, sent=counters[i], seconds=time.monotonic() - started, layers=layers))
+    return outcomes
+
+
+def _uploader(plan: _Plan, info: SourceInfo, counters: list[int], i: int) -> Callable[[Iterator[bytes]], object]:
+    def upload(chunks: Iterator[bytes]) -> object:
+        def counted() -> Iterator[bytes]:
+            for piece in _filter(chunks, plan, info):
+                counters[i] += len(piece)
+                yield piece
+
+        return plan.client.load_image(counted())
+
+    return upload
+
+
+def _filter(chunks: Iterable[bytes], plan: _Plan, info: SourceInfo) -> Iterator[bytes]:
+    """Leave out the bottom layers the target has (by name when the file was indexed, else as identified)."""
+    if plan.mode != "delta":
+        yield from chunks
+        return
+
+    def keep(name: str, index: ArchiveIndex) -> bool:
+        if info.layer_names:
+            return name not in plan.omit
+        position = layer_position(name, index, info.diff_ids)
+        return position is None or position >= plan.keep_layers_from
+
+    scanner = ArchiveScanner(keep=keep)
+    for chunk in chunks:
+        yield from (piece for piece in scanner.feed(chunk) if piece)
+    scanner.finish()
+
+
+def _expect(info: SourceInfo) -> Expect | None:
+    """The diff ID each passing layer must hash to."""
+    if not info.diff_ids:
+        return None
+    if info.layer_names:
+        by_name = dict(zip(info.layer_names, info.diff_ids))
+        return lambda name, index: by_name.get(name)
+
+    def expect(name: str, index: ArchiveIndex) -> str | None:
+        position = layer_position(name, index, info.diff_ids)
+        return None if position is None else info.diff_ids[position]
+
+    return expect
+
+
+def _finish(plan: _Plan, image_id: str, options: LoadOptions, log: logging.Logger, *, sent: int, seconds: float, layers: tuple[int, int]) -> LoadOutcome:
+    for tag in options.tags:
+        plan.client.tag_image(image_id, tag)
+        log.info("Tagged %s as %s on %s", image_id[:19], tag, plan.client.url)
+    total = layers[1]
+    skipped = total if plan.mode == "skipped" else layers[0]
+    return LoadOutcome(
+        image_id=image_id,
+        tags=list(options.tags),
+        engine=plan.client.url,
+        mode=plan.mode,
+        bytes_sent=sent,
+        seconds=round(seconds, 3),
+        layers_sent=total - skipped,
+        layers_skipped=skipped,
+    )
+
+
+def _has_image(client: EngineClient, image_id: str) -> bool:
+    try:
+        return client.inspect_image(image_id)["Id"] == image_id
+    except ImageNotFound:
+        return False
+
+
+def _missing(plan: _Plan, image_id: str) -> EngineError:
+    return EngineError(f"{plan.client.url}: the load reported success but the engine has no image {image_id}")
+
+
+def _counted(chunks: Iterable[bytes], progress: Progress) -> Iterator[bytes]:
+    for chunk in chunks:
+        progress.add(len(chunk))
+        yield chunk
+
+
+def _names(plans: list[_Plan]) -> str:
+    return ", ".join(plan.client.url for plan in plans)
