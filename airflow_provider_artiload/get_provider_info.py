@@ -84,6 +84,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_artiload.operators.save",
                     "airflow_provider_artiload.operators.load",
+                    "airflow_provider_artiload.operators.copy",
                     "airflow_provider_artiload.operators.build",
                 ],
             }

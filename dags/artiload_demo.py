@@ -28,10 +28,12 @@ with DAG(
         image="artiload-test/busybox:latest",
         path=OUT + "/artiload-demo-{{ ds_nodash }}.tar",
     )
-    # The image is already in this engine; skip_existing=False makes the demo stream it anyway.
+    # The image is already in this engine, which would make the load a tag-only skip;
+    # skip_existing=False and delta=False make the demo stream the whole archive anyway.
     load = DockerLoadOperator(
         task_id="load",
         source=save.output,
         tag=["artiload-demo:{{ ds_nodash }}", "artiload-demo:latest"],
         skip_existing=False,
+        delta=False,
     )

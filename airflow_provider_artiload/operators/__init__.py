@@ -1,6 +1,7 @@
 """Thin, templated operators over the hooks."""
 
+from airflow_provider_artiload.operators.copy import CopyImageOperator
 from airflow_provider_artiload.operators.load import DockerLoadOperator
 from airflow_provider_artiload.operators.save import SaveImageOperator
 
-__all__ = ["DockerLoadOperator", "SaveImageOperator"]
+__all__ = ["CopyImageOperator", "DockerLoadOperator", "SaveImageOperator"]

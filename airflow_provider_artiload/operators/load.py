@@ -1,4 +1,4 @@
-"""DockerLoadOperator: a docker-archive tarball -> a Docker Engine, streamed and verified."""
+"""DockerLoadOperator: a docker-archive tarball -> one or many Docker Engines, streamed and verified."""
 
 from __future__ import annotations
 
@@ -8,40 +8,52 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from airflow_provider_artiload.artifacts import DockerArchive
+from airflow_provider_artiload.artifacts import DockerArchive, LoadOutcome
 from airflow_provider_artiload.exceptions import ArtiloadError
-from airflow_provider_artiload.hooks.engine import DockerEngineHook
+from airflow_provider_artiload.hooks.engine import DockerEngineHook, load_into
+from airflow_provider_artiload.transfer import LoadOptions
 
 
 class DockerLoadOperator(BaseOperator):
-    """Load a docker-archive into a Docker Engine, then tag it.
+    """Load a docker-archive into one or more Docker Engines, then tag it.
 
-    The tarball streams into the engine while its sha256 (and tar structure)
-    is checked; on a mismatch the upload is cut before its end, so the engine
-    loads nothing. Tags are applied only after the engine has the image with
-    the artifact's ID. If the engine already has that image, no bytes are
-    sent and only the tags are applied.
+    Per engine: if it already has the image, no bytes are sent and only the
+    tags are applied (``skipped``); if it has some of the bottom layers and
+    keeps images in the classic store, a thin archive without them is sent
+    (``delta``, falling back to ``full`` if the engine rejects it); otherwise
+    the whole archive (``full``). The tarball is read once for all engines of
+    a batch and checked while it streams (sha256 of the artifact, or each
+    layer's diff ID); on a mismatch no engine receives the archive's end, so
+    none loads it. Tags are applied only once an engine has the image.
 
-    Returns ``{"image_id", "tags", "engine", "mode", "bytes_sent", "seconds"}``.
+    Returns, for one engine, ``{"image_id", "tags", "engine", "mode",
+    "bytes_sent", "seconds", "layers_sent", "layers_skipped"}``; for a list of
+    engines, ``{"image_id", "tags", "targets": [one such dict per engine]}``.
+    The task fails if any engine failed, after the others finished.
 
     :param source: a docker-archive artifact (from SaveImageOperator or
         BuildArtifactOperator) or a path to a tarball. (templated)
-    :param engine_conn_id: the ``docker_engine`` connection to load into.
+    :param engine_conn_id: a ``docker_engine`` connection id, or a list of them
+        to load into several engines at once. (templated)
     :param tag: a reference or list of references to apply, e.g.
         ``app:{{ ds_nodash }}``. (templated)
-    :param skip_existing: send nothing if the engine has the image already.
+    :param skip_existing: send nothing to an engine that has the image.
+    :param delta: send only the layers an engine lacks (classic store).
+    :param max_parallel: how many engines to stream to at once.
     """
 
-    template_fields: Sequence[str] = ("source", "tag")
+    template_fields: Sequence[str] = ("source", "tag", "engine_conn_id")
     ui_color = "#c9f0d6"
 
     def __init__(
         self,
         *,
         source: str | Mapping[str, Any],
-        engine_conn_id: str = DockerEngineHook.default_conn_name,
+        engine_conn_id: str | Sequence[str] = DockerEngineHook.default_conn_name,
         tag: str | Sequence[str] | None = None,
         skip_existing: bool = True,
+        delta: bool = True,
+        max_parallel: int = 4,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -49,22 +61,35 @@ class DockerLoadOperator(BaseOperator):
         self.engine_conn_id = engine_conn_id
         self.tag = tag
         self.skip_existing = skip_existing
+        self.delta = delta
+        self.max_parallel = max_parallel
 
     @cached_property
-    def hook(self) -> DockerEngineHook:
-        return DockerEngineHook(self.engine_conn_id)
+    def hooks(self) -> list[DockerEngineHook]:
+        ids = [self.engine_conn_id] if isinstance(self.engine_conn_id, str) else list(self.engine_conn_id)
+        if not ids:
+            raise ArtiloadError("engine_conn_id is an empty list")
+        return [DockerEngineHook(conn_id) for conn_id in ids]
 
     def execute(self, context: Context) -> dict[str, Any]:
+        options = LoadOptions(as_tags(self.tag), self.skip_existing, self.delta, self.max_parallel)
         try:
-            outcome = self.hook.load_archive(
-                as_source(self.source), tags=as_tags(self.tag), skip_existing=self.skip_existing
-            )
+            outcomes = load_into(self.hooks, as_source(self.source), options, self.log)
         finally:
-            self.hook.close()
-        return outcome.to_xcom()
+            for hook in self.hooks:
+                hook.close()
+        return xcom_result(self.engine_conn_id, outcomes)
 
     def on_kill(self) -> None:
-        self.hook.abort()
+        for hook in self.hooks:
+            hook.abort()
+
+
+def xcom_result(engine_conn_id: str | Sequence[str], outcomes: Sequence[LoadOutcome]) -> dict[str, Any]:
+    """One engine: its outcome; a list: the image, its tags and every engine's outcome."""
+    if isinstance(engine_conn_id, str):
+        return outcomes[0].to_xcom()
+    return {"image_id": outcomes[0].image_id, "tags": outcomes[0].tags, "targets": [o.to_xcom() for o in outcomes]}
 
 
 def as_source(source: str | Mapping[str, Any]) -> DockerArchive | str:
@@ -75,7 +100,7 @@ def as_source(source: str | Mapping[str, Any]) -> DockerArchive | str:
     return str(source)
 
 
-def as_tags(tag: str | Sequence[str] | None) -> list[str]:
+def as_tags(tag: str | Sequence[str] | None) -> tuple[str, ...]:
     if not tag:
-        return []
-    return [tag] if isinstance(tag, str) else [str(t) for t in tag]
+        return ()
+    return (tag,) if isinstance(tag, str) else tuple(str(t) for t in tag)

@@ -1,0 +1,77 @@
+"""CopyImageOperator: an image streamed from one engine straight into others, no tarball on disk."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+from airflow_provider_artiload.hooks.engine import DockerEngineHook, copy_between
+from airflow_provider_artiload.operators.load import as_tags, xcom_result
+from airflow_provider_artiload.operators.save import image_ref
+from airflow_provider_artiload.transfer import LoadOptions
+
+
+class CopyImageOperator(BaseOperator):
+    """Stream ``image`` from the source engine into one or more target engines.
+
+    The export (``docker save``) is piped into each target's load as it
+    arrives, with the same per-target skip/delta/full decision, verification
+    and tagging as DockerLoadOperator. Returns the same XCom shape.
+
+    :param image: reference, image ID, or an ``image`` artifact. (templated)
+    :param source_engine_conn_id: the ``docker_engine`` connection to read from.
+    :param engine_conn_id: target connection id, or a list of them. (templated)
+    :param tag: reference(s) to apply on each target. (templated)
+    :param skip_existing: send nothing to an engine that has the image.
+    :param delta: send only the layers an engine lacks (classic store).
+    :param max_parallel: how many targets to stream to at once.
+    """
+
+    template_fields: Sequence[str] = ("image", "tag", "engine_conn_id")
+    ui_color = "#e3d9f7"
+
+    def __init__(
+        self,
+        *,
+        image: str | Mapping[str, Any],
+        source_engine_conn_id: str,
+        engine_conn_id: str | Sequence[str],
+        tag: str | Sequence[str] | None = None,
+        skip_existing: bool = True,
+        delta: bool = True,
+        max_parallel: int = 4,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.image = image
+        self.source_engine_conn_id = source_engine_conn_id
+        self.engine_conn_id = engine_conn_id
+        self.tag = tag
+        self.skip_existing = skip_existing
+        self.delta = delta
+        self.max_parallel = max_parallel
+
+    @cached_property
+    def source_hook(self) -> DockerEngineHook:
+        return DockerEngineHook(self.source_engine_conn_id)
+
+    @cached_property
+    def target_hooks(self) -> list[DockerEngineHook]:
+        ids = [self.engine_conn_id] if isinstance(self.engine_conn_id, str) else list(self.engine_conn_id)
+        return [DockerEngineHook(conn_id) for conn_id in ids]
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        options = LoadOptions(as_tags(self.tag), self.skip_existing, self.delta, self.max_parallel)
+        try:
+            outcomes = copy_between(self.source_hook, image_ref(self.image), self.target_hooks, options, self.log)
+        finally:
+            for hook in (self.source_hook, *self.target_hooks):
+                hook.close()
+        return xcom_result(self.engine_conn_id, outcomes)
+
+    def on_kill(self) -> None:
+        for hook in (self.source_hook, *self.target_hooks):
+            hook.abort()
