@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from airflow_provider_artiload.fanout import Fanout
 
+
 def test_every_consumer_gets_every_chunk_in_order():
     source = [bytes([i]) * 10 for i in range(50)]
     results = Fanout(iter(source), depth=2).run([lambda chunks: b"".join(chunks)] * 3)
     assert results == [b"".join(source)] * 3
 
+
 def test_a_failing_consumer_does_not_stop_the_others():
+
     def fails(chunks):
         next(chunks)
         raise RuntimeError("engine went away")
@@ -18,13 +21,16 @@ def test_a_failing_consumer_does_not_stop_the_others():
     assert isinstance(results[0], RuntimeError)
     assert results[1] == 100
 
+
 def test_a_source_error_reaches_every_consumer():
+
     def source():
         yield b"x"
         raise ValueError("digest mismatch")
 
     results = Fanout(source()).run([lambda chunks: list(chunks)] * 2)
     assert all(isinstance(r, ValueError) and str(r) == "digest mismatch" for r in results)
+
 
 def test_the_source_is_not_read_ahead_beyond_the_queue_depth():
     produced = []
