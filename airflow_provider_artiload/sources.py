@@ -9,7 +9,6 @@ lies, so that layers a target already has are never even read.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -17,7 +16,7 @@ from airflow_provider_artiload.artifacts import DockerArchive
 from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.engine.layers import ArchiveLayout, read_layout
 from airflow_provider_artiload.exceptions import ArchiveError
-from airflow_provider_artiload.storage import read_chunks
+from airflow_provider_artiload.storage import Target, exists, is_local_file, read_chunks
 
 
 @dataclass(frozen=True)
@@ -31,23 +30,23 @@ class SourceInfo:
 
 
 class FileSource:
-    """A docker-archive on the local disk."""
+    """A docker-archive on the local disk or at a remote path."""
 
-    def __init__(self, path: str, artifact: DockerArchive | None = None) -> None:
+    def __init__(self, path: Target, artifact: DockerArchive | None = None) -> None:
         self.path = path
         self.artifact = artifact
         self._layout: ArchiveLayout | None = None
 
     def info(self) -> SourceInfo:
-        if not os.path.exists(self.path):
+        if not exists(self.path):
             raise ArchiveError(f"archive {self.path} does not exist")
-        try:  # only a regular file can be indexed (a pipe would be consumed)
-            self._layout = read_layout(self.path) if os.path.isfile(self.path) else None
+        try:  # only a local regular file can be indexed (a pipe would be consumed)
+            self._layout = read_layout(self.path) if is_local_file(self.path) else None
         except ArchiveError:
             self._layout = None  # streaming it will say precisely what is wrong
         layout, artifact = self._layout, self.artifact
         return SourceInfo(
-            label=self.path,
+            label=str(self.path),
             image_id=artifact.image_id if artifact else layout.image_id if layout else None,
             diff_ids=layout.diff_ids if layout else list(artifact.layers) if artifact else [],
             sha256=artifact.sha256 if artifact else None,

@@ -26,7 +26,7 @@ from airflow_provider_artiload.exceptions import ArchiveError, ArtiloadError, En
 from airflow_provider_artiload.fanout import Fanout
 from airflow_provider_artiload.progress import Progress
 from airflow_provider_artiload.sources import EngineSource, FileSource, SourceInfo
-from airflow_provider_artiload.storage import AtomicFile
+from airflow_provider_artiload.storage import Target, atomic_file
 from airflow_provider_artiload.verify import VerifiedArchive
 
 Source = FileSource | EngineSource
@@ -48,12 +48,12 @@ class _Plan:
     omit: frozenset[str] = field(default_factory=frozenset)
 
 
-def save_image(client: EngineClient, image: str, path: str, log: logging.Logger) -> DockerArchive:
+def save_image(client: EngineClient, image: str, path: Target, log: logging.Logger) -> DockerArchive:
     """Stream ``image`` into a docker-archive at ``path``; complete or absent."""
     inspect = client.inspect_image(image)
     name = inspect["Id"] if is_image_id(image) or inspect["Id"].startswith(image) else image
     progress = Progress(log, f"Saving {image} from {client.url} to {path}", total=inspect.get("Size"))
-    with AtomicFile(path, expected_size=inspect.get("Size")) as out, client.export_image(name) as chunks:
+    with atomic_file(path, expected_size=inspect.get("Size")) as out, client.export_image(name) as chunks:
         archive = VerifiedArchive(chunks, where=f"archive of {image} from {client.url}", expected_image_id=inspect["Id"])
         for chunk in archive:
             out.write(chunk)
@@ -62,7 +62,7 @@ def save_image(client: EngineClient, image: str, path: str, log: logging.Logger)
     progress.finish()
     assert archive.index is not None
     return DockerArchive(
-        path=path,
+        path=str(path),
         sha256=out.sha256,
         size=out.size,
         image_id=inspect["Id"],

@@ -427,6 +427,7 @@ def start_sshd(workdir: str | os.PathLike[str], *, engine_sockets_allowed: bool 
         "PermitRootLogin prohibit-password", "PasswordAuthentication no",
         "KbdInteractiveAuthentication no", "PubkeyAuthentication yes", "StrictModes no", "UsePAM no",
         f"AllowStreamLocalForwarding {'yes' if engine_sockets_allowed else 'no'}",
+        "Subsystem sftp internal-sftp",  # tarballs at sftp:// paths (ObjectStoragePath)
         "LogLevel VERBOSE", ""]))
     with open(log_path, "ab") as log:
         proc = subprocess.Popen([sshd, "-D", "-f", str(config), "-E", str(log_path)],

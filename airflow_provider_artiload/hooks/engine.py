@@ -15,6 +15,7 @@ from airflow_provider_artiload.endpoints import Endpoint, parse_float
 from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.exceptions import ArtiloadError
 from airflow_provider_artiload.hooks.connection import default_endpoint, endpoint_from_connection
+from airflow_provider_artiload.hooks.paths import as_target
 from airflow_provider_artiload.sources import EngineSource, FileSource
 from airflow_provider_artiload.transport import open_dialer
 
@@ -87,9 +88,9 @@ class DockerEngineHook(BaseHook):
             return False, str(exc)
         return True, f"Docker Engine {version.get('Version')} (API {version.get('ApiVersion')}) at {self.endpoint}"
 
-    def save_image(self, image: str, path: str) -> DockerArchive:
-        """Stream ``image`` into a docker-archive at ``path``; complete or absent."""
-        return transfer.save_image(self.client, image, path, self.log)
+    def save_image(self, image: str, path: str | Any) -> DockerArchive:
+        """Stream ``image`` into a docker-archive at ``path`` (local or an object-storage URI); complete or absent."""
+        return transfer.save_image(self.client, image, as_target(path), self.log)
 
     def load_archive(
         self, source: DockerArchive | str, *, tags: Sequence[str] = (), skip_existing: bool = True, delta: bool = True
@@ -108,11 +109,11 @@ class DockerEngineHook(BaseHook):
 
 
 def load_into(
-    hooks: Sequence[DockerEngineHook], source: DockerArchive | str, options: transfer.LoadOptions, log: Any
+    hooks: Sequence[DockerEngineHook], source: DockerArchive | str | Any, options: transfer.LoadOptions, log: Any
 ) -> list[LoadOutcome]:
-    """Load a tarball (artifact or path) into the engines of ``hooks``, reading it once per batch."""
+    """Load a tarball (artifact, path or ObjectStoragePath) into the engines of ``hooks``, reading it once per batch."""
     artifact = source if isinstance(source, DockerArchive) else None
-    file_source = FileSource(artifact.path if artifact else str(source), artifact)
+    file_source = FileSource(as_target(artifact.path if artifact else source), artifact)
     return transfer.load(file_source, [hook.client for hook in hooks], options, log)
 
 

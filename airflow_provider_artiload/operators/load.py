@@ -92,12 +92,13 @@ def xcom_result(engine_conn_id: str | Sequence[str], outcomes: Sequence[LoadOutc
     return {"image_id": outcomes[0].image_id, "tags": outcomes[0].tags, "targets": [o.to_xcom() for o in outcomes]}
 
 
-def as_source(source: str | Mapping[str, Any]) -> DockerArchive | str:
+def as_source(source: str | Mapping[str, Any]) -> DockerArchive | Any:
+    """An artifact from XCom, or a path (string or ObjectStoragePath) as given."""
     if isinstance(source, Mapping):
         return DockerArchive.from_xcom(source)
     if not str(source).strip():
         raise ArtiloadError("source is empty: give a docker-archive artifact or a tarball path")
-    return str(source)
+    return source.strip() if isinstance(source, str) else source
 
 
 def as_tags(tag: str | Sequence[str] | None) -> tuple[str, ...]:

@@ -49,7 +49,7 @@ class SaveImageOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         try:
-            return self.hook.save_image(image_ref(self.image), str(self.path)).to_xcom()
+            return self.hook.save_image(image_ref(self.image), self.path).to_xcom()
         finally:
             self.hook.close()
 

@@ -1,0 +1,37 @@
+"""Tarball paths from DAGs -> storage targets: local paths, or any Airflow ObjectStoragePath.
+
+``/data/x.tar`` and ``file:///data/x.tar`` are local; ``sftp://conn_id@/data/x.tar``,
+``s3://conn_id@bucket/x.tar``... resolve through Airflow's object storage
+(the connection named in the URL supplies the credentials), so the task that
+writes a tarball and the task that loads it may run on different workers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import ObjectStoragePath
+
+from airflow_provider_artiload.exceptions import ArtiloadError
+from airflow_provider_artiload.storage import RemotePath, Target
+
+LOCAL_PROTOCOLS = ("file", "local", "")
+
+
+def as_target(path: str | ObjectStoragePath | Any) -> Target:
+    """A local path string, or a RemotePath on the filesystem the URL names."""
+    if not isinstance(path, ObjectStoragePath):
+        text = str(path).strip()
+        if not text:
+            raise ArtiloadError("the tarball path is empty")
+        if "://" not in text:
+            return text
+        if text.startswith("file://"):
+            return text[len("file://") :]
+    try:
+        path = path if isinstance(path, ObjectStoragePath) else ObjectStoragePath(text)
+        if path.protocol in LOCAL_PROTOCOLS:
+            return path.path
+        return RemotePath(fs=path.fs, path=path.path, uri=str(path))
+    except Exception as exc:  # noqa: BLE001 - fsspec/Airflow raise plain ValueError/ImportError
+        raise ArtiloadError(f"cannot use {path}: {exc}") from exc

@@ -1,0 +1,52 @@
+"""Tarball paths across workers: an sftp:// ObjectStoragePath against the harness's real sshd."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from airflow_provider_artiload.exceptions import ArtiloadError
+from airflow_provider_artiload.operators import DockerLoadOperator, SaveImageOperator
+from tests.integration.test_engine_transfer import drop, run
+
+BASE = "artiload-test/busybox:latest"
+
+
+@pytest.fixture
+def sftp_store(monkeypatch, sshd, tmp_path):
+    """An Airflow sftp connection 'store' to the harness sshd; host keys from ~/.ssh/known_hosts as usual."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    shutil.copy(sshd.known_hosts, home / ".ssh" / "known_hosts")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_STORE",
+        json.dumps({"conn_type": "sftp", "host": sshd.host, "port": sshd.port, "login": sshd.user, "extra": {"key_file": sshd.client_key}}),
+    )
+    remote_dir = tmp_path / "remote"
+    remote_dir.mkdir()
+    return remote_dir
+
+
+def test_tarball_round_trips_through_sftp(monkeypatch, engine, engine_b, sftp_store):
+    monkeypatch.setenv("AIRFLOW_CONN_R_SRC", json.dumps({"conn_type": "docker_engine", "host": engine.unix_url}))
+    monkeypatch.setenv("AIRFLOW_CONN_R_DST", json.dumps({"conn_type": "docker_engine", "host": engine_b.unix_url}))
+    uri = f"sftp://store@{sftp_store}/base.tar"
+    artifact = SaveImageOperator(task_id="save", image=BASE, path=uri, engine_conn_id="r_src").execute({})
+    assert artifact["path"] == uri
+    assert sorted(os.listdir(sftp_store)) == ["base.tar"]  # the temp name was moved into place
+    assert os.path.getsize(sftp_store / "base.tar") == artifact["size"]
+    drop(engine_b, artifact["image_id"])
+    result = DockerLoadOperator(task_id="load", source=json.loads(json.dumps(artifact)), tag="remote/sftp:1", engine_conn_id="r_dst").execute({})
+    assert result["mode"] in ("full", "delta") and result["image_id"] == artifact["image_id"]
+    assert run(engine_b, "remote/sftp:1", "echo", "sftp") == b"sftp\n"
+
+
+def test_unknown_scheme_is_named(monkeypatch, engine):
+    monkeypatch.setenv("AIRFLOW_CONN_R_SRC2", json.dumps({"conn_type": "docker_engine", "host": engine.unix_url}))
+    op = SaveImageOperator(task_id="save", image=BASE, path="nosuchfs://bucket/x.tar", engine_conn_id="r_src2")
+    with pytest.raises(ArtiloadError, match="cannot use nosuchfs://bucket/x.tar"):
+        op.execute({})
