@@ -85,6 +85,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_artiload.operators.save",
                     "airflow_provider_artiload.operators.load",
                     "airflow_provider_artiload.operators.copy",
+                    "airflow_provider_artiload.operators.cleanup",
                     "airflow_provider_artiload.operators.build",
                 ],
             }

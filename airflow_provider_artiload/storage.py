@@ -171,6 +171,47 @@ def exists(target: Target) -> bool:
     return target.fs.exists(target.path) if isinstance(target, RemotePath) else os.path.exists(target)
 
 
+def child(directory: Target, name: str) -> Target:
+    """``name`` inside ``directory`` (a path or URI ending in ``/``)."""
+    if isinstance(directory, RemotePath):
+        return RemotePath(directory.fs, directory.path.rstrip("/") + "/" + name, directory.uri.rstrip("/") + "/" + name)
+    return os.path.join(directory, name)
+
+
+def remove(target: Target) -> None:
+    """Delete a tarball (after a load that asked for it); a missing file is fine."""
+    try:
+        if isinstance(target, RemotePath):
+            target.fs.rm(target.path)
+        else:
+            os.unlink(target)
+    except FileNotFoundError:
+        pass
+
+
+def remove_older_than(directory: Target, cutoff: float, *, suffixes: tuple[str, ...] = (".tar", ".partial")) -> list[str]:
+    """Delete the tarballs (and abandoned temp files) directly in ``directory`` last modified before ``cutoff``."""
+    removed = []
+    for path, mtime in _listing(directory):
+        if path.endswith(suffixes) and mtime < cutoff:
+            remove(child(directory, path.rsplit("/", 1)[-1]))
+            removed.append(path)
+    return removed
+
+
+def _listing(directory: Target) -> Iterator[tuple[str, float]]:
+    if isinstance(directory, RemotePath):
+        for entry in directory.fs.ls(directory.path, detail=True):
+            if entry.get("type") == "file":
+                mtime = entry.get("mtime") or entry.get("LastModified") or entry.get("created")
+                yield entry["name"], mtime.timestamp() if hasattr(mtime, "timestamp") else float(mtime or 0)
+        return
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                yield entry.path, entry.stat(follow_symlinks=False).st_mtime
+
+
 def is_local_file(target: Target) -> bool:
     """A regular local file: one that can be indexed by seeking (a pipe or a remote path cannot)."""
     return not isinstance(target, RemotePath) and os.path.isfile(target)

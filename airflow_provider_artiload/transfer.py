@@ -12,6 +12,7 @@ applied only once the engine holds the expected image ID.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -26,7 +27,7 @@ from airflow_provider_artiload.exceptions import ArchiveError, ArtiloadError, En
 from airflow_provider_artiload.fanout import Fanout
 from airflow_provider_artiload.progress import Progress
 from airflow_provider_artiload.sources import EngineSource, FileSource, SourceInfo
-from airflow_provider_artiload.storage import Target, atomic_file
+from airflow_provider_artiload.storage import Target, atomic_file, child, exists, read_chunks
 from airflow_provider_artiload.verify import VerifiedArchive
 
 Source = FileSource | EngineSource
@@ -49,25 +50,50 @@ class _Plan:
 
 
 def save_image(client: EngineClient, image: str, path: Target, log: logging.Logger) -> DockerArchive:
-    """Stream ``image`` into a docker-archive at ``path``; complete or absent."""
+    """Stream ``image`` into a docker-archive at ``path``; complete or absent.
+
+    A ``path`` ending in ``/`` is a directory: the file is named after the
+    image ID there (content-addressed). A complete archive of the same image
+    already at the path is verified and reused, not rewritten (retries,
+    backfills).
+    """
     inspect = client.inspect_image(image)
-    name = inspect["Id"] if is_image_id(image) or inspect["Id"].startswith(image) else image
+    image_id = inspect["Id"]
+    if str(path).endswith("/"):
+        path = child(path, image_id.split(":", 1)[-1] + ".tar")
+    layers = list(inspect.get("RootFS", {}).get("Layers") or [])
+    if exists(path) and (reused := _verify_existing(path, image_id, layers, log)):
+        return reused
+    name = image_id if is_image_id(image) or image_id.startswith(image) else image
     progress = Progress(log, f"Saving {image} from {client.url} to {path}", total=inspect.get("Size"))
     with atomic_file(path, expected_size=inspect.get("Size")) as out, client.export_image(name) as chunks:
-        archive = VerifiedArchive(chunks, where=f"archive of {image} from {client.url}", expected_image_id=inspect["Id"])
+        archive = VerifiedArchive(chunks, where=f"archive of {image} from {client.url}", expected_image_id=image_id)
         for chunk in archive:
             out.write(chunk)
             progress.add(len(chunk))
         out.commit()
     progress.finish()
     assert archive.index is not None
+    tags = list(archive.index.manifest[0].get("RepoTags") or [])
+    return DockerArchive(path=str(path), sha256=out.sha256, size=out.size, image_id=image_id, repo_tags=tags, layers=layers)
+
+
+def _verify_existing(path: Target, image_id: str, layers: list[str], log: logging.Logger) -> DockerArchive | None:
+    """The artifact of a complete archive of ``image_id`` at ``path``, or None if it must be rewritten."""
+    digest, size = hashlib.sha256(), 0
+    archive = VerifiedArchive(read_chunks(path), where=str(path), expected_image_id=image_id)
+    try:
+        for chunk in archive:
+            digest.update(chunk)
+            size += len(chunk)
+    except ArchiveError as exc:
+        log.warning("%s exists but is not a complete archive of %s (%s): rewriting it", path, image_id, exc)
+        return None
+    assert archive.index is not None
+    log.info("%s already holds %s, verified: not rewritten", path, image_id)
+    tags = list(archive.index.manifest[0].get("RepoTags") or [])
     return DockerArchive(
-        path=str(path),
-        sha256=out.sha256,
-        size=out.size,
-        image_id=inspect["Id"],
-        repo_tags=list(archive.index.manifest[0].get("RepoTags") or []),
-        layers=list(inspect.get("RootFS", {}).get("Layers") or []),
+        path=str(path), sha256="sha256:" + digest.hexdigest(), size=size, image_id=image_id, repo_tags=tags, layers=layers
     )
 
 

@@ -8,11 +8,13 @@ writes a tarball and the task that loads it may run on different workers.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_artiload.exceptions import ArtiloadError
+from airflow_provider_artiload import storage
 from airflow_provider_artiload.storage import RemotePath, Target
 
 LOCAL_PROTOCOLS = ("file", "local", "")
@@ -35,3 +37,14 @@ def as_target(path: str | ObjectStoragePath | Any) -> Target:
         return RemotePath(fs=path.fs, path=path.path, uri=str(path))
     except Exception as exc:  # noqa: BLE001 - fsspec/Airflow raise plain ValueError/ImportError
         raise ArtiloadError(f"cannot use {path}: {exc}") from exc
+
+
+def delete(path: str | ObjectStoragePath | Any) -> None:
+    """Remove a tarball, local or remote; a missing one is fine."""
+    storage.remove(as_target(path))
+
+
+def delete_older_than(prefix: str | ObjectStoragePath | Any, days: float) -> list[str]:
+    """Remove tarballs (and abandoned temp files) directly under ``prefix`` older than ``days``."""
+    cutoff = time.time() - days * 86400
+    return storage.remove_older_than(as_target(prefix), cutoff)

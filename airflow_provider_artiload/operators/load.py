@@ -10,6 +10,7 @@ from airflow.sdk import BaseOperator, Context
 
 from airflow_provider_artiload.artifacts import DockerArchive, LoadOutcome
 from airflow_provider_artiload.exceptions import ArtiloadError
+from airflow_provider_artiload.hooks import paths
 from airflow_provider_artiload.hooks.engine import DockerEngineHook, load_into
 from airflow_provider_artiload.transfer import LoadOptions
 
@@ -40,6 +41,7 @@ class DockerLoadOperator(BaseOperator):
     :param skip_existing: send nothing to an engine that has the image.
     :param delta: send only the layers an engine lacks (classic store).
     :param max_parallel: how many engines to stream to at once.
+    :param delete_source: remove the tarball once every engine has the image.
     """
 
     template_fields: Sequence[str] = ("source", "tag", "engine_conn_id")
@@ -54,10 +56,12 @@ class DockerLoadOperator(BaseOperator):
         skip_existing: bool = True,
         delta: bool = True,
         max_parallel: int = 4,
+        delete_source: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.source = source
+        self.delete_source = delete_source
         self.engine_conn_id = engine_conn_id
         self.tag = tag
         self.skip_existing = skip_existing
@@ -73,11 +77,15 @@ class DockerLoadOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         options = LoadOptions(as_tags(self.tag), self.skip_existing, self.delta, self.max_parallel)
+        source = as_source(self.source)
         try:
-            outcomes = load_into(self.hooks, as_source(self.source), options, self.log)
+            outcomes = load_into(self.hooks, source, options, self.log)
         finally:
             for hook in self.hooks:
                 hook.close()
+        if self.delete_source:
+            paths.delete(source.path if isinstance(source, DockerArchive) else source)
+            self.log.info("Deleted %s: every engine has the image", getattr(source, "path", source))
         return xcom_result(self.engine_conn_id, outcomes)
 
     def on_kill(self) -> None:
