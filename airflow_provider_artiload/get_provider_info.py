@@ -38,6 +38,9 @@ SSH_FIELDS = {
     "known_hosts": _text("known_hosts file", "Path; default ~/.ssh/known_hosts."),
     "no_host_key_check": _flag("Skip host key check", "Insecure: accept any host key.", default=False),
     "look_for_keys": _flag("Look for keys", "Also try ~/.ssh keys and the SSH agent.", default=True),
+    "allow_host_key_change": _flag("Allow host key change", "Insecure: accept a changed host key.", default=False),
+    "disabled_algorithms": _text("Disabled SSH algorithms", 'JSON, e.g. {"pubkeys": ["rsa-sha2-512"]}.'),
+    "compress": _flag("SSH compression", "Compress the SSH stream (rarely faster for images).", default=False),
     "ciphers": _text("SSH ciphers", "Comma-separated preference; default prefers AES-GCM."),
     "conn_timeout": _number("SSH connect timeout", "Seconds.", default=10),
 }
@@ -56,9 +59,13 @@ BUILDKIT_FIELDS = {
 
 def _behaviour(placeholder: str) -> dict[str, Any]:
     return {
-        "hidden-fields": ["schema", "port"],
+        "hidden-fields": ["schema"],
         "relabeling": {"host": "Endpoint URL", "login": "SSH user", "password": "SSH password"},
-        "placeholders": {"host": placeholder, "login": "user for ssh:// endpoints (or in the URL)"},
+        "placeholders": {
+            "host": placeholder,
+            "login": "user for ssh:// endpoints (or in the URL)",
+            "port": "if the URL has none",
+        },
     }
 
 

@@ -11,6 +11,7 @@ command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 # The test base image copies /bin/busybox into FROM scratch: it must be the static build.
 ldd /bin/busybox 2>&1 | grep -q "not a dynamic executable" || missing+=(busybox-static)
 command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+command -v docker-compose >/dev/null || missing+=(docker-compose)  # validates docker-compose.airflow.yml
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
