@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 
@@ -13,6 +14,7 @@ from airflow_provider_artiload.operators import DockerLoadOperator, SaveImageOpe
 from tests.integration.test_engine_transfer import drop, run
 
 BASE = "artiload-test/busybox:latest"
+logging.getLogger("asyncssh").setLevel(logging.WARNING)  # its INFO lines at interpreter exit hit closed streams
 
 
 @pytest.fixture
