@@ -45,7 +45,7 @@ class LoadOptions:
 class _Plan:
     client: EngineClient
     mode: str  # skipped | delta | full (| failed: could not even plan)
-    keep_layers_from: int = 0  # bottom layers below this position are left out
+    have: int = 0  # bottom layers the engine holds: left out (delta), or skipped unread by the engine (full)
     omit: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -68,9 +68,16 @@ def save_image(client: EngineClient, image: str, path: Target, log: logging.Logg
     progress = Progress(log, f"Saving {image} from {client.url} to {path}", total=inspect.get("Size"))
     with atomic_file(path, expected_size=inspect.get("Size")) as out, client.export_image(name) as chunks:
         archive = VerifiedArchive(chunks, where=f"archive of {image} from {client.url}", expected_image_id=image_id)
-        for chunk in archive:
-            out.write(chunk)
-            progress.add(len(chunk))
+
+        def write_all(pieces: Iterator[bytes]) -> None:
+            for piece in pieces:
+                out.write(piece)
+                progress.add(len(piece))
+
+        # receiving (and checking) in one thread, hashing and writing in this one: they overlap
+        [result] = Fanout(archive).run([write_all])
+        if isinstance(result, BaseException):
+            raise result
         out.commit()
     progress.finish()
     assert archive.index is not None
@@ -135,18 +142,18 @@ def _plan(client: EngineClient, info: SourceInfo, options: LoadOptions, log: log
     if options.skip_existing and info.image_id and _has_image(client, info.image_id):
         log.info("%s already has %s: no layer bytes sent", client.url, info.image_id)
         return _Plan(client, "skipped")
-    if not (options.delta and info.diff_ids):
+    if not info.diff_ids:
         return _Plan(client, "full")
     if uses_containerd_store(client.info()):
         log.info("%s uses the containerd image store: sending the full archive", client.url)
-        return _Plan(client, "full")
+        return _Plan(client, "full", have=len(info.diff_ids))  # what it skips unread is unknown: check every layer
     have = layers_present(client, info.diff_ids)
-    if not have:
-        return _Plan(client, "full")
+    if not (options.delta and have):
+        return _Plan(client, "full", have=have)
     names = info.layer_names or []
     omit = frozenset(names[:have]) - frozenset(names[have:])
     log.info("%s has %d of %d layers: sending the other %d", client.url, have, len(info.diff_ids), len(info.diff_ids) - have)
-    return _Plan(client, "delta", keep_layers_from=have, omit=omit)
+    return _Plan(client, "delta", have=have, omit=omit)
 
 
 def _stream(source: Source, info: SourceInfo, plans: list[_Plan], options: LoadOptions, log: logging.Logger) -> list[LoadOutcome | BaseException]:
@@ -159,7 +166,7 @@ def _stream(source: Source, info: SourceInfo, plans: list[_Plan], options: LoadO
             chunks,
             where=info.label,
             expected_sha256=None if omit_everywhere else info.sha256,
-            expect=_expect(info),
+            expect=_expect(info, {p for plan in plans if plan.mode == "full" for p in range(plan.have)}),
             expected_image_id=info.image_id,
             omitted=omit_everywhere,
         )
@@ -169,13 +176,13 @@ def _stream(source: Source, info: SourceInfo, plans: list[_Plan], options: LoadO
     image_id = archive.index.image_ids()[0] if archive.index else info.image_id or ""
     outcomes: list[LoadOutcome | BaseException] = []
     for i, (plan, result) in enumerate(zip(plans, results)):
-        layers = (plan.keep_layers_from, len(info.diff_ids)) if plan.mode == "delta" else (0, len(info.diff_ids))
+        layers = (plan.have, len(info.diff_ids)) if plan.mode == "delta" else (0, len(info.diff_ids))
         if isinstance(result, BaseException) or not _has_image(plan.client, image_id):
             if plan.mode != "delta" or isinstance(result, ArchiveError):  # a bad source: no retry helps
                 outcomes.append(result if isinstance(result, BaseException) else _missing(plan, image_id))
                 continue
             log.warning("%s: thin load failed (%s); falling back to a full load", plan.client.url, result or "image missing")
-            full = _Plan(plan.client, "full")
+            full = _Plan(plan.client, "full", have=plan.have)
             outcomes.extend(_stream(source, info, [full], options, log))
             continue
         outcomes.append(_finish(plan, image_id, options, log, sent=counters[i], seconds=time.monotonic() - started, layers=layers))
@@ -204,7 +211,7 @@ def _filter(chunks: Iterable[bytes], plan: _Plan, info: SourceInfo) -> Iterator[
         if info.layer_names:
             return name not in plan.omit
         position = layer_position(name, index, info.diff_ids)
-        return position is None or position >= plan.keep_layers_from
+        return position is None or position >= plan.have
 
     scanner = ArchiveScanner(keep=keep)
     for chunk in chunks:
@@ -212,17 +219,24 @@ def _filter(chunks: Iterable[bytes], plan: _Plan, info: SourceInfo) -> Iterator[
     scanner.finish()
 
 
-def _expect(info: SourceInfo) -> Expect | None:
-    """The diff ID each passing layer must hash to."""
-    if not info.diff_ids:
+def _expect(info: SourceInfo, positions: set[int]) -> Expect | None:
+    """The diff ID each passing layer must hash to, for the layers at ``positions``.
+
+    Those are the layers a target engine already holds: it skips them without
+    reading, so a corrupt copy would go unnoticed. Every other layer is
+    registered by the engine, which checks its diff ID itself (hashing it
+    twice would halve the throughput on CPUs without SHA extensions).
+    """
+    if not info.diff_ids or not positions:
         return None
+    wanted = {info.diff_ids[p] for p in positions}
     if info.layer_names:
-        by_name = dict(zip(info.layer_names, info.diff_ids))
+        by_name = {name: d for name, d in zip(info.layer_names, info.diff_ids) if d in wanted}
         return lambda name, index: by_name.get(name)
 
     def expect(name: str, index: ArchiveIndex) -> str | None:
         position = layer_position(name, index, info.diff_ids)
-        return None if position is None else info.diff_ids[position]
+        return None if position is None or position not in positions else info.diff_ids[position]
 
     return expect
 

@@ -95,8 +95,8 @@ class EngineClient:
         with self._request(
             "POST",
             "/images/load?quiet=0",
-            body=h.chunks_of(archive),
-            headers={"Content-Type": "application/x-tar"},
+            body=h.chunked(archive),
+            headers={"Content-Type": "application/x-tar", "Transfer-Encoding": "chunked"},
             timeout=self.transfer_timeout,
         ) as response:
             h.raise_for_status(response, where=self.url, what="load")
@@ -176,7 +176,7 @@ class EngineClient:
 
 def _read_chunks(response: Any) -> Iterator[bytes]:
     try:
-        while chunk := response.read1(READ_CHUNK) if hasattr(response, "read1") else response.read(READ_CHUNK):
+        while chunk := response.read(READ_CHUNK):
             yield chunk
     except h.http.client.IncompleteRead as exc:
         raise TransferError(f"the engine closed the stream early: {exc}") from exc

@@ -104,8 +104,17 @@ def upgrade(
     return stream
 
 
-def chunks_of(body: Iterable[bytes]) -> Iterator[bytes]:
-    """Skip empty chunks: an empty chunk would end a chunked body early."""
-    for chunk in body:
-        if chunk:
-            yield chunk
+def chunked(body: Iterable[bytes | memoryview]) -> Iterator[bytes | memoryview]:
+    """HTTP/1.1 chunked framing, written as separate pieces so no chunk is copied.
+
+    (``http.client``'s own framing concatenates each chunk with its header:
+    one extra copy of every byte.) The terminating zero-size chunk is sent
+    only once ``body`` is exhausted, so a body that raises leaves the request
+    visibly unfinished to the engine.
+    """
+    for piece in body:
+        if piece:  # an empty chunk would end the body early
+            yield b"%x\r\n" % len(piece)
+            yield piece
+            yield b"\r\n"
+    yield b"0\r\n\r\n"
