@@ -1,0 +1,336 @@
+"""On-demand transfer benchmark: artiload against the docker CLI and OpenSSH (issue #2).
+
+What is measured, for each image size (one big random layer on a busybox base):
+
+1. local load: ``DockerEngineHook.load_archive`` over the unix socket vs
+   ``docker -H unix://SOCK load -i x.tar``                   (target >= 1.0x)
+2. SSH load: ``load_archive`` over SSH (paramiko direct-streamlocal) vs
+   ``cat x.tar | ssh HOST docker -H unix://SOCK load`` with OpenSSH's
+   default cipher                                              (target >= 1.2x)
+3. save: ``DockerEngineHook.save_image`` vs ``docker save -o`` (target >= 1.0x)
+4. memory: for each artiload transfer, peak RSS during it minus RSS just
+   before it (VmHWM after, VmRSS before; VmHWM reset with
+   ``/proc/self/clear_refs``)                                  (target < 64 MiB)
+
+Every measurement runs in a fresh subprocess (``--worker``): artiload's so
+that one transfer's peak cannot hide another's, the CLI's so that
+``getrusage(RUSAGE_CHILDREN)`` gives the peak RSS of its processes alone.
+MB/s is archive bytes (10^6) / wall seconds. Loads go into a target engine
+that is empty before each run: the image is removed by ID with force and the
+layer store is checked to be empty. Everything runs against private engines
+and an sshd started by ``scripts/harness.py`` and stopped at the end.
+
+Run (as root, not in CI)::
+
+    .venv/bin/python benchmarks/bench_transfer.py --sizes 256M,1G --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib.util
+import json
+import os
+import platform
+import resource
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+MiB = 1 << 20
+RSS_TARGET_MIB = 64
+TARGETS = {"local load": 1.0, "ssh load": 1.2, "save": 1.0}  # artiload / baseline
+
+
+def load_harness() -> Any:
+    """Import scripts/harness.py by path (it is not a package)."""
+    spec = importlib.util.spec_from_file_location("artiload_harness", REPO / "scripts" / "harness.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # type: ignore[union-attr]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def docker_cli() -> str:
+    for path in ("/usr/bin/docker", "/usr/local/bin/docker"):
+        if os.access(path, os.X_OK):
+            return path
+    raise SystemExit("no docker CLI at /usr/bin/docker or /usr/local/bin/docker")
+
+
+def parse_size(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = text.strip().upper()
+    return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
+
+
+# ---------------------------------------------------------------- worker (runs in a fresh subprocess)
+
+
+def _proc_status_kib(field_name: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field_name} not in /proc/self/status")
+
+
+def worker(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one transfer and return its seconds and memory figures."""
+    if job["op"] == "cli":
+        started = time.perf_counter()
+        subprocess.run(job["cmd"], shell=True, check=True, stdout=subprocess.DEVNULL)
+        seconds = time.perf_counter() - started
+        return {"seconds": seconds, "peak_rss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}
+    os.environ["AIRFLOW_CONN_BENCH"] = json.dumps(job["conn"])
+    from airflow_provider_artiload.hooks.engine import DockerEngineHook  # after AIRFLOW_HOME is set
+
+    hook = DockerEngineHook("bench")
+    hook.endpoint  # read and parse the connection now, so that only the transfer is measured  # noqa: B018
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    rss_before = _proc_status_kib("VmRSS")
+    started = time.perf_counter()
+    if job["op"] == "save":
+        hook.save_image(job["image"], job["path"])
+    else:
+        hook.load_archive(job["path"], skip_existing=False)
+    seconds = time.perf_counter() - started
+    hwm = _proc_status_kib("VmHWM")
+    hook.close()
+    return {"seconds": seconds, "rss_before_kib": rss_before, "peak_rss_kib": hwm, "growth_kib": hwm - rss_before}
+
+
+def run_worker(job: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """Run ``job`` in a fresh interpreter; its last stdout line is the JSON result."""
+    argv = [sys.executable, __file__, "--worker", json.dumps(job)]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"worker {job['op']} failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- setup
+
+
+@dataclass
+class Rig:
+    harness: Any
+    work: str
+    source: Any = None
+    target: Any = None
+    sshd: Any = None
+    docker: str = field(default_factory=docker_cli)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def stop(self) -> None:
+        for proc in (self.sshd, self.target, self.source):
+            if proc is not None:
+                try:
+                    proc.stop()
+                except Exception as exc:  # noqa: BLE001 - keep stopping the others
+                    print(f"warning: stopping {proc}: {exc}", file=sys.stderr)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def cli(self, engine: Any, *args: str) -> str:
+        argv = [self.docker, "-H", engine.unix_url, *args]
+        return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+
+    def unix_conn(self, engine: Any) -> dict[str, Any]:
+        return {"conn_type": "docker_engine", "host": engine.unix_url, "extra": {}}
+
+    def ssh_conn(self, engine: Any) -> dict[str, Any]:
+        host = f"ssh://{self.sshd.user}@{self.sshd.host}:{self.sshd.port}{engine.socket_path}"
+        extra = {"key_file": self.sshd.client_key, "known_hosts": self.sshd.known_hosts, "look_for_keys": "false"}
+        return {"conn_type": "docker_engine", "host": host, "extra": extra}
+
+
+def start_rig(harness: Any) -> Rig:
+    rig = Rig(harness, tempfile.mkdtemp(prefix="ab-", dir="/tmp"))
+    airflow_home = os.path.join(rig.work, "airflow")
+    os.makedirs(airflow_home)
+    rig.env = {**os.environ, "AIRFLOW_HOME": airflow_home, "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+               "PYTHONPATH": str(REPO)}
+    try:
+        rig.source = harness.start_engine(os.path.join(rig.work, "src"), name="source")
+        rig.target = harness.start_engine(os.path.join(rig.work, "dst"), name="target")
+        rig.sshd = harness.start_sshd(os.path.join(rig.work, "ssh"))
+    except BaseException:
+        rig.stop()
+        raise
+    return rig
+
+
+def build_test_image(rig: Rig, size: int) -> tuple[str, str, str]:
+    """Build the image in the source engine and save it once as the load input: (tag, id, tar path)."""
+    tag = f"artiload-bench/blob:{size // MiB}m"
+    dockerfile = f"FROM {rig.harness.BASE_TAG}\nRUN head -c {size} /dev/urandom > /blob\n"
+    image_id = rig.harness.build_image(rig.source.socket_path, tag, dockerfile)
+    tar = os.path.join(rig.work, f"input-{size // MiB}m.tar")
+    rig.cli(rig.source, "save", "-o", tar, tag)
+    return tag, image_id, tar
+
+
+def empty_target(rig: Rig, image_id: str) -> None:
+    """Remove the loaded image by ID and check that no image or layer is left."""
+    if rig.cli(rig.target, "images", "-aq", "--no-trunc").strip():
+        rig.cli(rig.target, "rmi", "-f", image_id)
+    left = rig.cli(rig.target, "images", "-aq", "--no-trunc").strip()
+    layers = [p for d in glob.glob(os.path.join(rig.target.workdir, "root/image/*/layerdb/sha256"))
+              for p in os.listdir(d)]
+    if left or layers:
+        raise RuntimeError(f"target engine not empty: images {left!r}, layers {layers}")
+
+
+# ---------------------------------------------------------------- measurements
+
+
+@dataclass
+class Sample:
+    op: str
+    size: int
+    tool: str
+    mbps: float
+    peak_kib: int
+    growth_kib: int | None
+
+
+def measure_load(rig: Rig, size: int, image_id: str, tar: str, repeat: int) -> list[Sample]:
+    nbytes = os.path.getsize(tar)
+    sock = rig.target.unix_url
+    ssh = shlex.join(rig.sshd.ssh_command() + [rig.docker, "-H", sock, "load"])
+    jobs = {
+        ("local load", "docker load -i"): {"op": "cli", "cmd": shlex.join([rig.docker, "-H", sock, "load", "-i", tar])},
+        ("local load", "artiload unix"): {"op": "load", "conn": rig.unix_conn(rig.target), "path": tar},
+        ("ssh load", "cat->ssh docker load"): {"op": "cli", "cmd": f"cat {shlex.quote(tar)} | {ssh}"},
+        ("ssh load", "artiload ssh"): {"op": "load", "conn": rig.ssh_conn(rig.target), "path": tar},
+    }
+    samples = []
+    empty_target(rig, image_id)
+    for r in range(repeat):
+        order = list(jobs.items()) if r % 2 == 0 else list(reversed(jobs.items()))  # alternate to even out drift
+        for (op, tool), job in order:
+            result = run_worker(job, rig.env)
+            loaded = rig.cli(rig.target, "image", "inspect", "-f", "{{.Id}}", image_id).strip()
+            if loaded != image_id:
+                raise RuntimeError(f"{tool}: target holds {loaded!r}, expected {image_id}")
+            empty_target(rig, image_id)
+            samples.append(_sample(op, size, tool, nbytes, result))
+    return samples
+
+
+def measure_save(rig: Rig, size: int, tag: str, nbytes: int, repeat: int) -> list[Sample]:
+    out = os.path.join(rig.work, "saved.tar")
+    jobs = {
+        "docker save -o": {"op": "cli", "cmd": shlex.join([rig.docker, "-H", rig.source.unix_url, "save", "-o", out, tag])},
+        "artiload unix": {"op": "save", "conn": rig.unix_conn(rig.source), "image": tag, "path": out},
+    }
+    samples = []
+    for r in range(repeat):
+        order = list(jobs.items()) if r % 2 == 0 else list(reversed(jobs.items()))
+        for tool, job in order:
+            result = run_worker(job, rig.env)
+            if os.path.getsize(out) != nbytes:
+                raise RuntimeError(f"{tool}: saved {os.path.getsize(out)} bytes, expected {nbytes}")
+            os.unlink(out)
+            samples.append(_sample("save", size, tool, nbytes, result))
+    return samples
+
+
+def _sample(op: str, size: int, tool: str, nbytes: int, result: dict[str, Any]) -> Sample:
+    return Sample(op, size, tool, nbytes / result["seconds"] / 1e6, result["peak_rss_kib"], result.get("growth_kib"))
+
+
+# ---------------------------------------------------------------- report
+
+BASELINES = {"local load": "docker load -i", "ssh load": "cat->ssh docker load", "save": "docker save -o"}
+
+
+def _size_label(size: int) -> str:
+    return f"{size // (1 << 30)} GiB" if size % (1 << 30) == 0 else f"{size // MiB} MiB"
+
+
+def report(samples: list[Sample]) -> None:
+    print("| operation | size | tool | MB/s (median) | ratio vs baseline | peak RSS growth | target | met? |")
+    print("|---|---|---|---:|---:|---:|---|---|")
+    groups: dict[tuple[str, int], dict[str, list[Sample]]] = {}
+    for s in samples:
+        groups.setdefault((s.op, s.size), {}).setdefault(s.tool, []).append(s)
+    for (op, size), tools in groups.items():
+        base = statistics.median(s.mbps for s in tools[BASELINES[op]])
+        for tool, runs in tools.items():
+            mbps = statistics.median(s.mbps for s in runs)
+            ratio = mbps / base
+            if tool == BASELINES[op]:
+                peak = max(s.peak_kib for s in runs) / 1024
+                print(f"| {op} | {_size_label(size)} | {tool} | {mbps:.0f} | 1.00 (baseline) | "
+                      f"(CLI peak RSS {peak:.0f} MiB) | - | - |")
+                continue
+            growth = max(s.growth_kib or 0 for s in runs) / 1024
+            speed_ok, mem_ok = ratio >= TARGETS[op], growth < RSS_TARGET_MIB
+            print(f"| {op} | {_size_label(size)} | {tool} | {mbps:.0f} | {ratio:.2f} | {growth:.1f} MiB (max) | "
+                  f">= {TARGETS[op]:.1f}x, < {RSS_TARGET_MIB} MiB | "
+                  f"speed {'yes' if speed_ok else 'NO'}, memory {'yes' if mem_ok else 'NO'} |")
+
+
+def report_raw(samples: list[Sample]) -> None:
+    print("\nRaw per-repeat numbers (MB/s; peak RSS; artiload: RSS growth during the transfer):")
+    for s in samples:
+        growth = f", growth {s.growth_kib / 1024:.1f} MiB" if s.growth_kib is not None else ""
+        print(f"  {s.op:10} {_size_label(s.size):7} {s.tool:22} {s.mbps:7.1f} MB/s  peak {s.peak_kib / 1024:6.1f} MiB{growth}")
+
+
+def machine_info(rig: Rig, load_at_start: tuple[float, float, float]) -> None:
+    version = rig.cli(rig.target, "version", "-f", "{{.Server.Version}} (API {{.Server.APIVersion}})").strip()
+    ssh_version = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
+    import paramiko  # noqa: PLC0415 - only for the version line
+
+    print(f"Machine: {platform.node()}, nproc {os.cpu_count()}, {platform.platform()}, Python {platform.python_version()}")
+    print(f"Engine: Docker {version}; CLI {rig.docker}; {ssh_version}; paramiko {paramiko.__version__}")
+    loads = lambda la: "/".join(f"{x:.2f}" for x in la)  # noqa: E731
+    print(f"Load average (1/5/15 min) at start {loads(load_at_start)}, at end {loads(os.getloadavg())}"
+          " (other work on this machine skews the MB/s)\n")
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="256M,1G", help="comma-separated layer sizes (K/M/G suffixes)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per tool and operation (median reported)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return 0
+    started, load_at_start = time.monotonic(), os.getloadavg()
+    harness = load_harness()
+    rig = start_rig(harness)
+    samples: list[Sample] = []
+    try:
+        harness.build_base_image(rig.source.socket_path)
+        for size in [parse_size(s) for s in args.sizes.split(",")]:
+            print(f"building and measuring {_size_label(size)} ...", file=sys.stderr, flush=True)
+            tag, image_id, tar = build_test_image(rig, size)
+            samples += measure_load(rig, size, image_id, tar, args.repeat)
+            samples += measure_save(rig, size, tag, os.path.getsize(tar), args.repeat)
+            os.unlink(tar)
+        machine_info(rig, load_at_start)
+    finally:
+        rig.stop()
+    report(samples)
+    report_raw(samples)
+    print(f"\n{' '.join(sys.argv)}: {time.monotonic() - started:.0f} s in all")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
