@@ -1,0 +1,345 @@
+"""BuildKitClient: the Control API (ListWorkers, Info, Solve+Status) with a client-side session.
+
+The client is given dial functions, never an endpoint: ``grpc_dial()`` opens a
+stream that speaks gRPC (a buildkitd socket, or an engine's ``/grpc``
+upgrade) and the optional ``session_dial(headers)`` opens an engine's
+``/session`` hijack. Without ``session_dial`` the session runs inside
+``Control.Session``.
+
+:meth:`BuildKitClient.solve` validates every option before connecting, then
+runs the session, the Solve call and the Status stream together, rendering
+Status as ``docker build --progress=plain`` does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import secrets as _secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from airflow_provider_artiload.buildkit._proto import control_pb2, control_pb2_grpc
+from airflow_provider_artiload.buildkit.auth import AuthProvider
+from airflow_provider_artiload.buildkit.channel import DialBridge, open_channel, translate_rpc_error
+from airflow_provider_artiload.buildkit.filesend import FileSend
+from airflow_provider_artiload.buildkit.filesync import FileSync
+from airflow_provider_artiload.buildkit.secrets import SecretsProvider, SecretValue
+from airflow_provider_artiload.buildkit.session import Session, SessionDial
+from airflow_provider_artiload.buildkit.status import StatusPrinter, describe_failure
+from airflow_provider_artiload.exceptions import BuildError, DestinationError
+
+log = logging.getLogger(__name__)
+
+# export kind -> BuildKit exporter
+EXPORTERS = {"image": "moby", "docker": "docker", "oci": "oci", "tar": "tar", "none": ""}
+STREAMED = ("docker", "oci", "tar")
+ALTERNATIVES = {
+    "docker": "this BuildKit (the one inside a Docker Engine) cannot write docker archives: "
+    "build with export='image', then save it with SaveImageOperator",
+    "oci": "this BuildKit (the one inside a Docker Engine) cannot write OCI archives: "
+    "build with export='image', then save it with SaveImageOperator",
+    "image": "export='image' needs the BuildKit inside a Docker Engine (a docker:// connection); "
+    "for a standalone buildkitd use export='docker' and load it with DockerLoadOperator",
+}
+_ARG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PLATFORM = re.compile(r"^[a-z0-9_]+/[a-z0-9_]+(/[a-z0-9_.]+)?(,[a-z0-9_]+/[a-z0-9_]+(/[a-z0-9_.]+)?)*$")
+
+
+@dataclass(frozen=True)
+class Worker:
+    id: str
+    labels: dict[str, str]
+    platforms: list[str]
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """A Dockerfile build, validated by :meth:`validate` before anything connects."""
+
+    context: str
+    dockerfile: str = "Dockerfile"
+    export: str = "image"
+    image: str | None = None
+    output: Any = None  # an object with write(bytes) for docker/oci/tar
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    target: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, SecretValue] = field(default_factory=dict, repr=False)
+    registry_auth: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)
+    no_cache: bool = False
+    platform: str | None = None
+    network: str | None = None  # RUN network for every step: "none", "host" or the daemon's default
+
+    @property
+    def context_dir(self) -> str:
+        return os.path.abspath(self.context)
+
+    @property
+    def dockerfile_path(self) -> str:
+        return os.path.join(self.context_dir, self.dockerfile) if not os.path.isabs(self.dockerfile) else self.dockerfile
+
+    def validate(self) -> None:
+        if self.export not in EXPORTERS:
+            raise BuildError(f"export must be one of {', '.join(EXPORTERS)}, got {self.export!r}")
+        if not os.path.isdir(self.context_dir):
+            what = "is not a directory" if os.path.exists(self.context_dir) else "does not exist"
+            raise BuildError(f"build context {self.context_dir} {what}")
+        if not os.path.isfile(self.dockerfile_path):
+            raise BuildError(f"Dockerfile {self.dockerfile_path} does not exist")
+        if self.export == "image" and not self.image:
+            raise BuildError("export='image' needs image=NAME:TAG to name the built image")
+        if self.export in STREAMED and self.output is None:
+            raise BuildError(f"export={self.export!r} needs an output to write to")
+        for name in self.build_args:
+            if not _ARG_NAME.match(str(name)):
+                raise BuildError(f"invalid build arg name {name!r}")
+        for name in list(self.labels) + list(self.secrets):
+            if not str(name) or "=" in str(name) or "," in str(name):
+                raise BuildError(f"invalid label or secret name {name!r}")
+        if self.network not in (None, "default", "none", "host"):
+            raise BuildError(f"network must be 'default', 'none' or 'host', got {self.network!r}")
+        if self.platform and not _PLATFORM.match(self.platform):
+            raise BuildError(f"invalid platform {self.platform!r}; expected e.g. linux/amd64 or linux/arm64/v8")
+
+    def frontend_attrs(self) -> dict[str, str]:
+        attrs = {"filename": os.path.basename(self.dockerfile_path)}
+        if self.target:
+            attrs["target"] = self.target
+        if self.no_cache:
+            attrs["no-cache"] = ""
+        if self.platform:
+            attrs["platform"] = self.platform
+        if self.network and self.network != "default":
+            attrs["force-network-mode"] = self.network
+        attrs.update({f"build-arg:{k}": str(v) for k, v in self.build_args.items()})
+        attrs.update({f"label:{k}": str(v) for k, v in self.labels.items()})
+        return attrs
+
+    def exporter(self) -> tuple[str, dict[str, str]]:
+        attrs = {"name": self.image} if self.image and self.export in ("image", "docker") else {}
+        return EXPORTERS[self.export], attrs
+
+
+@dataclass
+class BuildResult:
+    exporter_response: dict[str, str]
+    image_id: str | None
+    bytes_exported: int
+    context_bytes: int
+    seconds: float
+
+
+class BuildKitClient:
+    """A BuildKit Control client over injected dialers."""
+
+    def __init__(
+        self,
+        grpc_dial: Callable[[], Any],
+        session_dial: SessionDial | None = None,
+        *,
+        where: str = "buildkit",
+        session_name: str = "artiload",
+    ) -> None:
+        self.where = where
+        self._grpc_dial = grpc_dial
+        self._session_dial = session_dial
+        self._session_name = session_name
+        self._bridge: DialBridge | None = None
+        self._channel: grpc.Channel | None = None
+        self._lock = threading.Lock()
+        self._active: list[Any] = []
+        self._cancelled = threading.Event()
+        self.last_filesync: FileSync | None = None
+
+    @property
+    def stub(self) -> control_pb2_grpc.ControlStub:
+        with self._lock:
+            if self._channel is None:
+                self._bridge = DialBridge(self._grpc_dial, name="buildkit-grpc")
+                self._channel = open_channel(self._bridge)
+            return control_pb2_grpc.ControlStub(self._channel)
+
+    def _error(self, exc: grpc.RpcError, what: str) -> Exception:
+        return translate_rpc_error(exc, where=self.where, what=what, bridge=self._bridge)
+
+    def list_workers(self, timeout: float = 30.0) -> list[Worker]:
+        try:
+            reply = self.stub.ListWorkers(control_pb2.ListWorkersRequest(), timeout=timeout)
+        except grpc.RpcError as exc:
+            raise self._error(exc, "ListWorkers") from exc
+        return [
+            Worker(
+                id=w.ID,
+                labels=dict(w.Labels),
+                platforms=["/".join(x for x in (p.OS, p.Architecture, p.Variant) if x) for p in w.platforms],
+            )
+            for w in reply.record
+        ]
+
+    def version(self, timeout: float = 30.0) -> str | None:
+        """BuildKit's version from ``Info`` (v0.11+), or None when the daemon is older."""
+        try:
+            reply = self.stub.Info(control_pb2.InfoRequest(), timeout=timeout)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return None
+            raise self._error(exc, "Info") from exc
+        return reply.buildkitVersion.version or None
+
+    def solve(self, request: BuildRequest, *, log: Any = log) -> BuildResult:
+        """Run a Dockerfile build; raise BuildError naming the failing step and its last lines.
+
+        ``log`` gets the plain-progress lines (a logging.Logger or Airflow's task logger).
+        """
+        request.validate()
+        started = time.monotonic()
+        self._cancelled.clear()
+        dockerfile_dir = os.path.dirname(request.dockerfile_path)
+        filesync = FileSync({"context": request.context_dir, "dockerfile": dockerfile_dir})
+        self.last_filesync = filesync
+        attachables: list[Any] = [filesync]
+        filesend = None
+        if request.export in STREAMED:
+            filesend = FileSend(request.output)
+            attachables.append(filesend)
+        if request.secrets:
+            attachables.append(SecretsProvider(request.secrets))
+        if request.registry_auth:
+            attachables.append(AuthProvider(request.registry_auth))
+        shared_key = hashlib.sha256(request.context_dir.encode()).hexdigest()[:32]
+        session = Session(attachables, name=self._session_name, shared_key=shared_key).start()
+        printer = StatusPrinter(log)
+        ref = _secrets.token_hex(12)
+        exporter, exporter_attrs = request.exporter()
+        solve_request = control_pb2.SolveRequest(
+            Ref=ref,
+            Exporter=exporter,
+            ExporterAttrs=exporter_attrs,
+            Session=session.id,
+            Frontend="dockerfile.v0",
+            FrontendAttrs=request.frontend_attrs(),
+        )
+        status_thread = None
+        try:
+            stub = self.stub
+            try:
+                if self._session_dial is not None:
+                    session.attach_hijacked(self._session_dial)
+                else:
+                    session.attach_control(stub)
+            except grpc.RpcError as exc:
+                raise self._error(exc, "Session") from exc
+            future = stub.Solve.future(solve_request)
+            status_call = stub.Status(control_pb2.StatusRequest(Ref=ref))
+            with self._lock:
+                self._active += [future, status_call]
+            status_thread = threading.Thread(
+                target=_consume_status, args=(status_call, printer), name="buildkit-status", daemon=True
+            )
+            status_thread.start()
+            try:
+                reply = future.result()
+            except grpc.RpcError as exc:
+                status_thread.join(timeout=5 if printer.vertices else 0.5)  # let the failing step's logs land
+                raise self._solve_error(exc, request, printer, filesend, session) from None
+            except grpc.FutureCancelledError:
+                raise BuildError(f"the build on {self.where} was cancelled") from None
+            status_thread.join(timeout=10)
+        finally:
+            with self._lock:
+                for call in self._active:
+                    call.cancel()
+                self._active.clear()
+            session.close()
+        if filesend is not None and filesend.error is not None:
+            raise _destination_error(filesend.error)
+        response = dict(reply.ExporterResponse)
+        image_id = response.get("containerimage.digest") or response.get("containerimage.config.digest")
+        return BuildResult(
+            exporter_response=response,
+            image_id=image_id,
+            bytes_exported=filesend.bytes if filesend else 0,
+            context_bytes=filesync.stats.data_bytes,
+            seconds=time.monotonic() - started,
+        )
+
+    def _solve_error(
+        self,
+        exc: grpc.RpcError,
+        request: BuildRequest,
+        printer: StatusPrinter,
+        filesend: FileSend | None,
+        session: Session,
+    ) -> Exception:
+        code, details = exc.code(), exc.details() or ""
+        if self._cancelled.is_set() or code == grpc.StatusCode.CANCELLED:
+            return BuildError(f"the build on {self.where} was cancelled")
+        if filesend is not None and filesend.error is not None:
+            return _destination_error(filesend.error)
+        if code == grpc.StatusCode.UNAVAILABLE:
+            return self._error(exc, "Solve")
+        missing = re.search(r'exporter "([^"]*)" could not be found', details)
+        if missing:
+            hint = ALTERNATIVES.get(request.export, "")
+            return BuildError(
+                f"BuildKit at {self.where} has no {missing.group(1)!r} exporter (export={request.export!r})"
+                + (f": {hint}" if hint else "")
+            )
+        if "dockerfile parse error" in details or "failed to create LLB definition" in details:
+            return BuildError(f"Dockerfile {request.dockerfile_path} is invalid: {_short(details)}")
+        failed = printer.failed()
+        lost = " (the session with this client was lost mid-build)" if session.closed.is_set() else ""
+        return BuildError(f"build on {self.where} failed{lost}: " + describe_failure(failed, _short(details)))
+
+    def cancel(self) -> None:
+        """Cancel the running build (the daemon stops it when the Solve call is cancelled)."""
+        self._cancelled.set()
+        with self._lock:
+            calls = list(self._active)
+        for call in calls:
+            call.cancel()
+
+    def close(self) -> None:
+        self.cancel()
+        with self._lock:
+            if self._channel is not None:
+                self._channel.close()
+                self._channel = None
+            if self._bridge is not None:
+                self._bridge.close()
+                self._bridge = None
+
+
+def _consume_status(call: Any, printer: StatusPrinter) -> None:
+    try:
+        for response in call:
+            printer.feed(response)
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.CANCELLED:
+            log.debug("status stream ended: %s", exc.details())
+    except Exception:  # noqa: BLE001 - rendering must never break the build
+        log.exception("rendering build status failed")
+
+
+def _short(details: str) -> str:
+    """Drop the frontend's wrapper prefixes, keep the cause."""
+    for prefix in ("failed to solve with frontend dockerfile.v0: ", "failed to solve: "):
+        details = details.replace(prefix, "")
+    return details.strip()
+
+
+def _destination_error(exc: BaseException) -> Exception:
+    if isinstance(exc, DestinationError):
+        return DestinationError(str(exc))
+    return DestinationError(f"cannot write the build output: {exc}")
+
+
+__all__ = ["BuildKitClient", "BuildRequest", "BuildResult", "Worker"]
