@@ -1,8 +1,15 @@
 """Thin, templated operators over the hooks."""
 
+from airflow_provider_artiload.operators.build import BuildArtifactOperator
 from airflow_provider_artiload.operators.cleanup import TarballCleanupOperator
 from airflow_provider_artiload.operators.copy import CopyImageOperator
 from airflow_provider_artiload.operators.load import DockerLoadOperator
 from airflow_provider_artiload.operators.save import SaveImageOperator
 
-__all__ = ["CopyImageOperator", "DockerLoadOperator", "SaveImageOperator", "TarballCleanupOperator"]
+__all__ = [
+    "BuildArtifactOperator",
+    "CopyImageOperator",
+    "DockerLoadOperator",
+    "SaveImageOperator",
+    "TarballCleanupOperator",
+]

@@ -1,0 +1,286 @@
+"""BuildKitHook: an Airflow connection to a BuildKit daemon, and Dockerfile builds with artifacts.
+
+Endpoints (the connection's host field): ``docker://<engine>`` (the BuildKit
+inside a Docker Engine, through its ``/grpc`` and ``/session`` upgrades, over
+the engine's unix, TCP+TLS or SSH transport), or a standalone buildkitd on
+``unix://``, ``tcp://`` (+mTLS) or ``ssh://``. Without a ``buildkit_default``
+connection the docker CLI's engine defaults apply (``docker://$DOCKER_HOST``).
+
+Extras (besides the TLS and SSH ones of the shared connection model):
+
+- ``engine_conn_id``: with host ``docker://`` or empty, the BuildKit of that
+  ``docker_engine`` connection's engine;
+- ``network``: the network of every ``RUN`` step: ``default``, ``none`` or
+  ``host`` (engines started with ``--bridge=none`` need ``none``);
+- ``registry_conn_ids``: connections (host = registry, login, password)
+  whose credentials the daemon may ask for (a JSON list or comma-separated);
+- ``conn_timeout``: seconds to open a connection (default 30).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
+
+from airflow_provider_artiload.artifacts import DockerArchive, ImageArtifact
+from airflow_provider_artiload.buildkit.client import STREAMED, BuildKitClient, BuildRequest
+from airflow_provider_artiload.endpoints import Endpoint, default_engine_url, parse_endpoint, parse_float
+from airflow_provider_artiload.engine.archive import ArchiveScanner
+from airflow_provider_artiload.engine.client import EngineClient
+from airflow_provider_artiload.engine.reference import parse_reference
+from airflow_provider_artiload.exceptions import ArtiloadError, BuildError, EndpointError
+from airflow_provider_artiload.hooks.connection import default_endpoint, endpoint_from_connection
+from airflow_provider_artiload.progress import Progress
+from airflow_provider_artiload.storage import AtomicFile
+from airflow_provider_artiload.transport import open_dialer
+
+SECRET_SOURCES = ("conn_id", "variable", "env", "file")
+
+
+class BuildKitHook(BaseHook):
+    """A BuildKit daemon; nothing connects until a method needs it.
+
+    :param buildkit_conn_id: the ``buildkit`` connection.
+    """
+
+    conn_name_attr = "buildkit_conn_id"
+    default_conn_name = "buildkit_default"
+    conn_type = "buildkit"
+    hook_name = "BuildKit (artiload)"
+
+    def __init__(self, buildkit_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.buildkit_conn_id = buildkit_conn_id
+
+    @cached_property
+    def _connection(self) -> Any | None:
+        try:
+            return self.get_connection(self.buildkit_conn_id)
+        except AirflowNotFoundException:
+            if self.buildkit_conn_id == self.default_conn_name:
+                return None
+            raise
+
+    @cached_property
+    def _extras(self) -> dict[str, Any]:
+        conn = self._connection
+        return dict(conn.extra_dejson or {}) if conn else {}
+
+    @cached_property
+    def endpoint(self) -> Endpoint:
+        """The BuildKit endpoint; for ``docker://`` its ``engine`` is always filled in."""
+        if self._connection is None:
+            endpoint = default_endpoint("buildkit")
+        else:
+            endpoint = endpoint_from_connection(self._connection, kind="buildkit", get_connection=self.get_connection)
+        if endpoint.scheme != "docker":
+            return endpoint
+        engine_conn_id = self._extras.get("engine_conn_id")
+        if engine_conn_id:
+            if endpoint.engine is not None:
+                raise EndpointError(
+                    f"connection {self.buildkit_conn_id!r}: set either an engine URL after docker:// "
+                    f"or engine_conn_id ({engine_conn_id!r}), not both"
+                )
+            from airflow_provider_artiload.hooks.engine import DockerEngineHook
+
+            return replace(endpoint, engine=DockerEngineHook(engine_conn_id).endpoint)
+        if endpoint.engine is None:
+            url, extras = default_engine_url()
+            return replace(endpoint, engine=parse_endpoint(url, kind="engine", extras=extras))
+        return endpoint
+
+    @cached_property
+    def network(self) -> str | None:
+        value = self._extras.get("network") or None
+        if value not in (None, "default", "none", "host"):
+            raise EndpointError(f"connection {self.buildkit_conn_id!r}: extra 'network' must be default, none or host, got {value!r}")
+        return value
+
+    @cached_property
+    def client(self) -> BuildKitClient:
+        endpoint = self.endpoint
+        timeout = parse_float(self._extras.get("conn_timeout"), name="conn_timeout", default=30.0)
+        if endpoint.scheme == "docker":
+            assert endpoint.engine is not None
+            engine = EngineClient(open_dialer(endpoint.engine), timeout=timeout)
+            return BuildKitClient(
+                lambda: engine.open_upgraded("/grpc"),
+                lambda headers: engine.open_upgraded("/session", headers=headers),
+                where=endpoint.url,
+            )
+        dialer = open_dialer(endpoint, alpn=("h2",))
+
+        def dial():
+            stream = dialer.dial(timeout=timeout)
+            stream.settimeout(None)
+            return stream
+
+        return BuildKitClient(dial, where=endpoint.url)
+
+    def test_connection(self) -> tuple[bool, str]:
+        try:
+            workers = self.client.list_workers()
+            version = self.client.version()
+        except ArtiloadError as exc:
+            return False, str(exc)
+        finally:
+            self.close()
+        platforms = sorted({p for w in workers for p in w.platforms})
+        what = f"BuildKit {version}" if version else "BuildKit (older than v0.11: no Info call)"
+        return True, f"{what} at {self.endpoint}: {len(workers)} worker(s), platforms {', '.join(platforms) or '?'}"
+
+    def resolve_secrets(self, spec: Mapping[str, Any] | None) -> dict[str, bytes]:
+        """``{"id": {"conn_id": C} | {"variable": V} | {"env": E} | {"file": F}}`` -> values; never logged."""
+        values: dict[str, bytes] = {}
+        for secret_id, source in (spec or {}).items():
+            if not isinstance(source, Mapping) or len(source) != 1 or next(iter(source)) not in SECRET_SOURCES:
+                raise BuildError(
+                    f"secret {secret_id!r}: the source must be one of "
+                    + ", ".join(f'{{"{k}": ...}}' for k in SECRET_SOURCES)
+                )
+            kind, name = next(iter(source.items()))
+            values[secret_id] = _encode(self._secret_value(secret_id, kind, str(name)))
+        return values
+
+    def _secret_value(self, secret_id: str, kind: str, name: str) -> str | bytes:
+        if kind == "conn_id":
+            password = self.get_connection(name).password
+            if not password:
+                raise BuildError(f"secret {secret_id!r}: connection {name!r} has no password")
+            return password
+        if kind == "variable":
+            from airflow.sdk import Variable
+
+            return Variable.get(name)
+        if kind == "env":
+            if name not in os.environ:
+                raise BuildError(f"secret {secret_id!r}: environment variable {name!r} is not set")
+            return os.environ[name]
+        try:
+            with open(name, "rb") as handle:
+                return handle.read()
+        except OSError as exc:
+            raise BuildError(f"secret {secret_id!r}: cannot read {name}: {exc.strerror}") from None
+
+    def registry_auth(self) -> dict[str, tuple[str, str]]:
+        ids = self._extras.get("registry_conn_ids") or []
+        if isinstance(ids, str):
+            ids = json.loads(ids) if ids.strip().startswith("[") else [i.strip() for i in ids.split(",") if i.strip()]
+        auth = {}
+        for conn_id in ids:
+            conn = self.get_connection(conn_id)
+            auth[conn.host or conn_id] = (conn.login or "", conn.password or "")
+        return auth
+
+    def build(
+        self,
+        *,
+        context: str,
+        dockerfile: str = "Dockerfile",
+        export: str = "image",
+        image: str | None = None,
+        output: str | None = None,
+        build_args: Mapping[str, str] | None = None,
+        target: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        secrets: Mapping[str, bytes] | None = None,
+        no_cache: bool = False,
+        platform: str | None = None,
+    ) -> dict[str, Any]:
+        """Build and return the artifact as XCom: an ``image``, a ``docker-archive`` or a ``tar`` file."""
+        if image:
+            parse_reference(image)
+        if export in STREAMED and not output:
+            raise BuildError(f"export={export!r} needs output=PATH for the tarball")
+        request = BuildRequest(
+            context=str(context),
+            dockerfile=str(dockerfile),
+            export=export,
+            image=image,
+            output=object() if export in STREAMED else None,  # placeholder until the file is open
+            build_args=dict(build_args or {}),
+            target=target or None,
+            labels=dict(labels or {}),
+            secrets=dict(secrets or {}),
+            registry_auth=self.registry_auth(),
+            no_cache=no_cache,
+            platform=platform or None,
+            network=self.network,
+        )
+        request.validate()
+        self.log.info("Building %s (Dockerfile %s) on %s, export=%s", request.context_dir, request.dockerfile, self.endpoint, export)
+        if export not in STREAMED:
+            result = self.client.solve(request, log=self.log)
+            self._log_result(result)
+            if export == "none":
+                return {"kind": "none", "exporter_response": result.exporter_response}
+            if not result.image_id:
+                raise BuildError(f"{self.endpoint}: the build succeeded but reported no image ID: {result.exporter_response}")
+            engine = self.endpoint.engine.url if self.endpoint.engine else self.endpoint.url
+            return ImageArtifact(image=str(image), image_id=result.image_id, engine=engine).to_xcom()
+        return self._build_to_file(request, str(output))
+
+    def _build_to_file(self, request: BuildRequest, output: str) -> dict[str, Any]:
+        progress = Progress(self.log, f"Exporting {request.export} to {output}")
+        with AtomicFile(output) as out:
+            scanner = ArchiveScanner() if request.export in ("docker", "oci") else None
+            writer = _Writer(out, scanner, progress.add)
+            result = self.client.solve(replace(request, output=writer), log=self.log)
+            index = scanner.finish() if scanner else None
+            if index is not None:
+                index.check_complete()
+            out.commit()
+        progress.finish()
+        self._log_result(result)
+        if index is None:
+            return {"kind": "tar", "path": output, "sha256": out.sha256, "size": out.size}
+        image_ids = index.image_ids()
+        return DockerArchive(
+            path=output,
+            sha256=out.sha256,
+            size=out.size,
+            image_id=image_ids[0] if image_ids else (result.image_id or ""),
+            repo_tags=list((index.manifest[0] if index.manifest else {}).get("RepoTags") or []),
+        ).to_xcom()
+
+    def _log_result(self, result: Any) -> None:
+        self.log.info(
+            "Build finished in %.1f s; context data sent: %d bytes", result.seconds, result.context_bytes
+        )
+
+    def cancel(self) -> None:
+        """Cancel the running build (``on_kill``)."""
+        if "client" in self.__dict__:
+            self.client.cancel()
+
+    def close(self) -> None:
+        if "client" in self.__dict__:
+            self.client.close()
+            del self.__dict__["client"]
+
+
+class _Writer:
+    """FileSend target: into the AtomicFile, through the archive scanner when there is one."""
+
+    def __init__(self, out: AtomicFile, scanner: ArchiveScanner | None, on_bytes: Callable[[int], None]) -> None:
+        self._out = out
+        self._scanner = scanner
+        self._on_bytes = on_bytes
+
+    def write(self, data: bytes) -> None:
+        if self._scanner is not None:
+            self._scanner.feed(data)
+        self._out.write(data)
+        self._on_bytes(len(data))
+
+
+def _encode(value: str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()

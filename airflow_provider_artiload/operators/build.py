@@ -1,0 +1,109 @@
+"""BuildArtifactOperator: a Dockerfile build with BuildKit -> an image in the engine or a tarball."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+from airflow_provider_artiload.hooks.buildkit import BuildKitHook
+
+
+class BuildArtifactOperator(BaseOperator):
+    """Build a Dockerfile with BuildKit; the build log reads like ``docker build --progress=plain``.
+
+    Returns (as XCom) one artifact, depending on ``export``:
+
+    - ``"image"``: the image lands in the builder's engine (BuildKit's ``moby``
+      exporter) under ``image``; returns ``{"kind": "image", "image",
+      "image_id", "engine"}``, which SaveImageOperator accepts as its ``image``.
+    - ``"docker"`` / ``"oci"``: a tarball streamed to ``output`` (temp name,
+      renamed when complete, sha256 while streaming); returns the
+      docker-archive artifact DockerLoadOperator accepts. The BuildKit inside
+      a Docker Engine has no such exporters: the error says so and names the
+      alternative (``export="image"``, then SaveImageOperator).
+    - ``"tar"``: the image's root filesystem as a tarball at ``output``;
+      returns ``{"kind": "tar", "path", "sha256", "size"}``.
+
+    :param context: the build context directory. (templated)
+    :param dockerfile: the Dockerfile, relative to ``context`` unless
+        absolute. (templated)
+    :param image: the image name (``name:tag``); required for ``export="image"``. (templated)
+    :param output: the tarball path for ``docker``, ``oci`` and ``tar``; stored as
+        ``output_path`` (``output`` is BaseOperator's XComArg). (templated)
+    :param export: ``image`` (default), ``docker``, ``oci`` or ``tar``.
+    :param build_args: ``ARG`` values. (templated)
+    :param target: the stage to build. (templated)
+    :param labels: image labels. (templated)
+    :param secrets: build secrets for ``RUN --mount=type=secret,id=ID``, as
+        ``{ID: SOURCE}`` where SOURCE is ``{"conn_id": C}`` (that connection's
+        password), ``{"variable": V}`` (an Airflow Variable), ``{"env": E}``
+        (an environment variable of the worker) or ``{"file": PATH}``. Not
+        templated; values are read when the task runs, served to the daemon
+        only on request, and never logged or returned.
+    :param no_cache: ignore the build cache.
+    :param platform: target platform, e.g. ``linux/amd64``.
+    :param buildkit_conn_id: the ``buildkit`` connection.
+    """
+
+    # ``output`` is kept as ``output_path``: BaseOperator.output is the task's XComArg.
+    template_fields: Sequence[str] = ("context", "dockerfile", "image", "output_path", "build_args", "labels", "target")
+    ui_color = "#e5f2e5"
+
+    def __init__(
+        self,
+        *,
+        context: str,
+        dockerfile: str = "Dockerfile",
+        image: str | None = None,
+        output: str | None = None,
+        export: str = "image",
+        build_args: Mapping[str, str] | None = None,
+        target: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        secrets: Mapping[str, Mapping[str, str]] | None = None,
+        no_cache: bool = False,
+        platform: str | None = None,
+        buildkit_conn_id: str = BuildKitHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.context = context
+        self.dockerfile = dockerfile
+        self.image = image
+        self.output_path = output
+        self.export = export
+        self.build_args = build_args
+        self.target = target
+        self.labels = labels
+        self.secrets = secrets
+        self.no_cache = no_cache
+        self.platform = platform
+        self.buildkit_conn_id = buildkit_conn_id
+
+    @cached_property
+    def hook(self) -> BuildKitHook:
+        return BuildKitHook(self.buildkit_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        try:
+            return self.hook.build(
+                context=self.context,
+                dockerfile=self.dockerfile,
+                export=self.export,
+                image=self.image,
+                output=self.output_path,
+                build_args=self.build_args,
+                target=self.target,
+                labels=self.labels,
+                secrets=self.hook.resolve_secrets(self.secrets),
+                no_cache=self.no_cache,
+                platform=self.platform,
+            )
+        finally:
+            self.hook.close()
+
+    def on_kill(self) -> None:
+        self.hook.cancel()
