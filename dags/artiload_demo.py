@@ -1,8 +1,9 @@
-"""The main job: save an image to a docker-archive, then load it back under a dated tag.
+"""The main job: build an image with BuildKit, save it to a docker-archive, load it under dated tags.
 
-Runs against the ``docker_engine_default`` connection, or, without one, the
-engine the docker CLI would use (``DOCKER_HOST``). ``scripts/demo.sh`` runs
-it with ``airflow dags test`` on a private local engine.
+Runs against the ``buildkit_default`` and ``docker_engine_default``
+connections, or, without them, the engine the docker CLI would use
+(``DOCKER_HOST``) and the BuildKit inside it. ``scripts/demo.sh`` runs it
+with ``airflow dags test`` on a private local engine.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import os
 import pendulum
 from airflow.sdk import DAG
 
-from airflow_provider_artiload.operators import DockerLoadOperator, SaveImageOperator
+from airflow_provider_artiload.operators import BuildArtifactOperator, DockerLoadOperator, SaveImageOperator
 
 OUT = os.environ.get("ARTILOAD_DEMO_OUT", "/tmp/artiload")
+CONTEXT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "context", "refresh")
 
 with DAG(
     dag_id="artiload_demo",
@@ -23,11 +25,13 @@ with DAG(
     catchup=False,
     tags=["artiload", "example"],
 ) as dag:
-    save = SaveImageOperator(
-        task_id="save",
-        image="artiload-test/busybox:latest",
-        path=OUT + "/artiload-demo-{{ ds_nodash }}.tar",
+    build = BuildArtifactOperator(
+        task_id="build",
+        context=CONTEXT,
+        image="artiload-demo/build:{{ ds_nodash }}",
+        build_args={"DATA_DATE": "{{ ds }}"},
     )
+    save = SaveImageOperator(task_id="save", image=build.output, path=OUT + "/artiload-demo-{{ ds_nodash }}.tar")
     # The image is already in this engine, which would make the load a tag-only skip;
     # skip_existing=False and delta=False make the demo stream the whole archive anyway.
     load = DockerLoadOperator(

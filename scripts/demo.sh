@@ -17,8 +17,10 @@ if [ -z "${DOCKER_HOST:-}" ]; then
   export DOCKER_HOST="$("$PY" "$ROOT/scripts/harness.py" engine start "$WORK/engine")"
   STARTED_ENGINE=1
   echo "demo: started a private Docker Engine at $DOCKER_HOST"
+  # The private engine has no bridge network: RUN steps of the build use none.
+  export AIRFLOW_CONN_BUILDKIT_DEFAULT="{\"conn_type\": \"buildkit\", \"host\": \"docker://$DOCKER_HOST\", \"extra\": {\"network\": \"none\"}}"
 fi
-# The demo builds FROM a small local base image (no registry is needed).
+# The demo builds FROM a small busybox image made locally (no registry is needed).
 "$PY" "$ROOT/scripts/harness.py" base-image "${DOCKER_HOST#unix://}" >/dev/null
 
 export AIRFLOW_HOME="$WORK/airflow" AIRFLOW__CORE__LOAD_EXAMPLES=False

@@ -122,6 +122,17 @@ def engine_b(request: pytest.FixtureRequest) -> Iterator[harness.Engine]:
 
 
 @pytest.fixture(scope="session")
+def engine_c(request: pytest.FixtureRequest) -> Iterator[harness.Engine]:
+    """Private engine C: unix socket only, no images (the remote engine of the example DAGs)."""
+    workdir = _workdir()
+    eng = _start("engine C", workdir, lambda d: harness.start_engine(d, name="engine-c"))
+    try:
+        yield eng
+    finally:
+        _finish(request, eng, workdir)
+
+
+@pytest.fixture(scope="session")
 def sshd(request: pytest.FixtureRequest) -> Iterator[harness.Sshd]:
     """Private sshd on 127.0.0.1: key-only root login, streamlocal forwarding allowed."""
     workdir = _workdir()
