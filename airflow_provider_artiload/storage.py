@@ -63,8 +63,10 @@ class AtomicFile:
         return "sha256:" + self._hash.hexdigest()
 
     def __enter__(self) -> AtomicFile:
-        if not os.path.isdir(self.directory):
-            raise DestinationError(f"cannot write {self.path}: directory {self.directory} does not exist")
+        try:
+            os.makedirs(self.directory, exist_ok=True)  # per-DAG or per-date folders need not exist yet
+        except OSError as exc:
+            raise DestinationError(f"cannot write {self.path}: cannot create {self.directory}: {exc.strerror}") from exc
         remove_stale_temp_files(self.path)
         if self.expected_size:
             check_free_space(self.directory, self.expected_size, what=self.path)
@@ -128,6 +130,7 @@ class RemoteAtomicFile:
 
     def __enter__(self) -> RemoteAtomicFile:
         try:
+            self.target.fs.makedirs(self._temp.rpartition("/")[0] or "/", exist_ok=True)
             self._file = self.target.fs.open(self._temp, "wb")
         except Exception as exc:  # noqa: BLE001 - any backend's error, named with the URI
             raise DestinationError(f"cannot write {self.path}: {exc}") from exc

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,8 +40,14 @@ def dags_test(env: dict[str, str], dag_id: str, logical_date: str) -> subprocess
     return result
 
 
-def test_demo_dag_saves_and_loads_under_a_dated_tag(airflow_env, engine, tmp_path):
-    env = {**airflow_env, "DOCKER_HOST": engine.unix_url, "ARTILOAD_DEMO_OUT": str(tmp_path)}
+def test_demo_dag_builds_saves_and_loads_under_a_dated_tag(airflow_env, engine, tmp_path):
+    buildkit = {"conn_type": "buildkit", "host": f"docker://{engine.unix_url}", "extra": {"network": "none"}}
+    env = {
+        **airflow_env,
+        "DOCKER_HOST": engine.unix_url,
+        "ARTILOAD_DEMO_OUT": str(tmp_path),
+        "AIRFLOW_CONN_BUILDKIT_DEFAULT": json.dumps(buildkit),  # as scripts/demo.sh sets it
+    }
     result = dags_test(env, "artiload_demo", "2026-03-04")
     log = result.stdout + result.stderr
     client = docker.DockerClient(base_url=engine.unix_url)
@@ -48,3 +56,74 @@ def test_demo_dag_saves_and_loads_under_a_dated_tag(airflow_env, engine, tmp_pat
     assert client.containers.run("artiload-demo:20260304", ["echo", "demo"], network_mode="none", remove=True) == b"demo\n"
     assert os.listdir(tmp_path) == ["artiload-demo-20260304.tar"]
     assert f"Loading {tmp_path}/artiload-demo-20260304.tar into {engine.unix_url}: done" in log
+
+
+@pytest.fixture(scope="module")
+def example_env(airflow_env, engine, engine_b, engine_c, sshd, tmp_path_factory) -> dict[str, str]:
+    """The connections and variables docs/connections.md tells users to set, pointed at the harness:
+    BuildKit inside engine A builds; engine B is 'local' (unix), engine C 'remote' (SSH)."""
+    tarballs = tmp_path_factory.mktemp("tarballs")
+    conns = {
+        "ARTILOAD_BUILD_ENGINE": {"conn_type": "docker_engine", "host": engine.unix_url},
+        "ARTILOAD_BUILDER": {
+            "conn_type": "buildkit",
+            "host": "docker://",
+            "extra": {"engine_conn_id": "artiload_build_engine", "network": "none"},
+        },
+        "ARTILOAD_LOCAL": {"conn_type": "docker_engine", "host": engine_b.unix_url},
+        "ARTILOAD_REMOTE": {
+            "conn_type": "docker_engine",
+            "host": f"ssh://{sshd.user}@{sshd.host}:{sshd.port}{engine_c.socket_path}",
+            "extra": {"key_file": sshd.client_key, "known_hosts": sshd.known_hosts, "look_for_keys": "false"},
+        },
+    }
+    env = {**airflow_env, **{f"AIRFLOW_CONN_{k}": json.dumps(v) for k, v in conns.items()}}
+    env["AIRFLOW_VAR_ARTILOAD_TARBALLS"] = str(tarballs)
+    env["AIRFLOW_VAR_ARTILOAD_FLEET"] = json.dumps(["artiload_local", "artiload_remote"])
+    return env
+
+
+def image_output(engine, ref: str) -> bytes:
+    client = docker.DockerClient(base_url=engine.unix_url)
+    return client.containers.run(ref, network_mode="none", remove=True)
+
+
+def test_image_refresh_builds_saves_and_loads_into_local_and_remote(example_env, engine_b, engine_c):
+    dags_test(example_env, "image_refresh", "2026-02-01")
+    for target in (engine_b, engine_c):
+        assert image_output(target, "artiload/refresh:20260201") == b"data refreshed for 2026-02-01\n"
+        image = docker.DockerClient(base_url=target.unix_url).images.get("artiload/refresh:latest")
+        assert "artiload/refresh:20260201" in image.tags
+        assert image.labels["org.opencontainers.image.version"] == "2026-02-01"
+    tarballs = Path(example_env["AIRFLOW_VAR_ARTILOAD_TARBALLS"]) / "refresh"
+    [tarball] = os.listdir(tarballs)  # content-addressed: <image id>.tar
+    assert tarball == image.id.split(":")[1] + ".tar"
+
+
+def test_backfill_runs_in_parallel_without_collisions_and_reruns_idempotently(example_env, engine_b, tmp_path):
+    dates = ["2026-01-01", "2026-01-02", "2026-01-03"]
+    runs = []
+    for date in dates:  # max_active_runs=3: three runs at once, each on its own copy of the metadata DB
+        home = tmp_path / date
+        shutil.copytree(example_env["AIRFLOW_HOME"], home)
+        env = {**example_env, "AIRFLOW_HOME": str(home)}
+        runs.append(subprocess.Popen([AIRFLOW, "dags", "test", "backfill", date], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    for run, date in zip(runs, dates):
+        out, _ = run.communicate(timeout=600)
+        assert run.returncode == 0 and "state=success" in out, out[-4000:]
+    tarballs = Path(example_env["AIRFLOW_VAR_ARTILOAD_TARBALLS"]) / "backfill"
+    assert sorted(os.listdir(tarballs)) == ["20260101.tar", "20260102.tar", "20260103.tar"]
+    for date in dates:
+        assert image_output(engine_b, f"artiload/backfill:{date.replace('-', '')}") == f"data refreshed for {date}\n".encode()
+    before = (tarballs / "20260102.tar").stat().st_mtime_ns
+    log = "".join(dags_test(example_env, "backfill", "2026-01-02").stdout)
+    assert (tarballs / "20260102.tar").stat().st_mtime_ns == before  # complete: not rewritten
+    assert "already holds" in log and "no layer bytes sent" in log  # the engine had it: skipped
+
+
+def test_fleet_refresh_maps_over_engines_and_fans_out(example_env, engine_b, engine_c):
+    result = dags_test(example_env, "fleet_refresh", "2026-03-01")
+    for target in (engine_b, engine_c):
+        image = docker.DockerClient(base_url=target.unix_url).images.get("artiload/fleet:latest")
+        assert "artiload/fleet:20260301" in image.tags
+    assert "load_each" in result.stdout + result.stderr

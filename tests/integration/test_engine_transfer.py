@@ -219,8 +219,9 @@ def test_missing_image_and_socket_are_named(monkeypatch, engine, tmp_path):
 
 def test_unwritable_destination_leaves_nothing(monkeypatch, engine, tmp_path):
     hook = connect(monkeypatch, "src_dest", engine.unix_url)
-    with pytest.raises(DestinationError, match="directory .*/missing does not exist"):
-        hook.save_image(BASE, str(tmp_path / "missing" / "x.tar"))
+    (tmp_path / "a-file").write_bytes(b"")
+    with pytest.raises(DestinationError, match="cannot create .*/a-file: File exists"):
+        hook.save_image(BASE, str(tmp_path / "a-file" / "x.tar"))
     locked = tmp_path / "locked"
     locked.mkdir()
     (locked / "x.tar").mkdir()  # a directory in the way: rename must fail, temp must go

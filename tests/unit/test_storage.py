@@ -39,9 +39,17 @@ def test_failure_leaves_nothing_and_keeps_an_older_file(tmp_path):
     assert os.listdir(tmp_path) == ["img.tar"]
 
 
-def test_missing_directory_and_full_disk_are_named(tmp_path):
-    with pytest.raises(DestinationError, match="directory .*nope does not exist"):
-        AtomicFile(str(tmp_path / "nope" / "x.tar")).__enter__()
+def test_missing_directories_are_made_and_unusable_ones_named(tmp_path):
+    with AtomicFile(str(tmp_path / "new" / "dir" / "x.tar")) as out:
+        out.write(b"x")
+        out.commit()
+    assert (tmp_path / "new" / "dir" / "x.tar").read_bytes() == b"x"
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(DestinationError, match=r"cannot write .*file/x.tar: cannot create .*file: File exists"):
+        AtomicFile(str(tmp_path / "file" / "x.tar")).__enter__()
+
+
+def test_full_disk_is_named_before_writing(tmp_path):
     with pytest.raises(DestinationError, match=r"not enough space for .*x\.tar: needs about"):
         AtomicFile(str(tmp_path / "x.tar"), expected_size=1 << 60).__enter__()
     assert os.listdir(tmp_path) == []

@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "data refreshed for $(cat /app/DATA_DATE)"

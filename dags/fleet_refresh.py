@@ -1,0 +1,40 @@
+"""Fleet refresh: one artifact into many engines, two ways.
+
+- ``load_each``: Airflow-native dynamic task mapping, one task per engine
+  connection id (retries and logs per engine);
+- ``load_fanout``: one task that reads the tarball once and streams it to
+  every engine concurrently, each with its own skip/delta decision.
+The fleet is the Variable ``artiload_fleet`` (a JSON list of connection ids).
+"""
+
+from __future__ import annotations
+
+from _common import BUILD_ENGINE, BUILDER, CONTEXT, DEFAULT_FLEET, START, TARBALLS
+from airflow.sdk import DAG, Variable, task
+
+from airflow_provider_artiload.operators import BuildArtifactOperator, DockerLoadOperator, SaveImageOperator
+
+with DAG(
+    dag_id="fleet_refresh",
+    schedule="@daily",
+    start_date=START,
+    catchup=False,
+    tags=["artiload", "example"],
+) as dag:
+
+    @task
+    def fleet() -> list[str]:
+        return list(Variable.get("artiload_fleet", default=DEFAULT_FLEET, deserialize_json=True))
+
+    engines = fleet()
+    build = BuildArtifactOperator(
+        task_id="build", context=CONTEXT, image="artiload/fleet:{{ ds_nodash }}", buildkit_conn_id=BUILDER
+    )
+    save = SaveImageOperator(task_id="save", image=build.output, path=TARBALLS + "/fleet/", engine_conn_id=BUILD_ENGINE)
+    load_each = DockerLoadOperator.partial(
+        task_id="load_each", source=save.output, tag="artiload/fleet:{{ ds_nodash }}"
+    ).expand(engine_conn_id=engines)
+    load_fanout = DockerLoadOperator(
+        task_id="load_fanout", source=save.output, engine_conn_id=engines, tag="artiload/fleet:latest", max_parallel=4
+    )
+    load_each >> load_fanout
