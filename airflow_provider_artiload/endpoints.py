@@ -309,4 +309,13 @@ def _host_port(host: str, port: int | None) -> str:
 
 
 def _bad(url: str, kind: Kind, why: str) -> EndpointError:
-    return EndpointError(f"invalid {kind} endpoint {url!r}: {why}; expected e.g. {EXAMPLES[kind]}")
+    return EndpointError(f"invalid {kind} endpoint {_redacted(url)!r}: {why}; expected e.g. {EXAMPLES[kind]}")
+
+
+def _redacted(url: str) -> str:
+    """The URL as a user typed it, but never with a password (error messages reach task logs)."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    return url.replace(f":{password}@", ":***@") if password else url

@@ -17,6 +17,7 @@ from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.engine.layers import ArchiveLayout, read_layout
 from airflow_provider_artiload.exceptions import ArchiveError
 from airflow_provider_artiload.storage import Target, exists, is_local_file, read_chunks
+from airflow_provider_artiload.verify import GZIP_MAGIC
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class SourceInfo:
     sha256: str | None = None  # the whole archive's digest, when an artifact promised one
     size: int | None = None
     layer_names: list[str] | None = None  # member name of each layer position, when known up front
+    compressed: bool = False  # gzip: passed through as is, so no member can be left out
 
 
 class FileSource:
@@ -45,7 +47,9 @@ class FileSource:
         except ArchiveError:
             self._layout = None  # streaming it will say precisely what is wrong
         layout, artifact = self._layout, self.artifact
+        compressed = is_local_file(self.path) and _starts_with(self.path, GZIP_MAGIC)
         return SourceInfo(
+            compressed=compressed,
             label=str(self.path),
             image_id=artifact.image_id if artifact else layout.image_id if layout else None,
             diff_ids=layout.diff_ids if layout else list(artifact.layers) if artifact else [],
@@ -68,6 +72,11 @@ class FileSource:
             position = max(position, end)
         ranges.append((position, None))
         yield read_chunks(self.path, ranges=ranges)  # type: ignore[arg-type]
+
+
+def _starts_with(path: str, magic: bytes) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(len(magic)) == magic
 
 
 class EngineSource:

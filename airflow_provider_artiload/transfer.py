@@ -142,8 +142,8 @@ def _plan(client: EngineClient, info: SourceInfo, options: LoadOptions, log: log
     if options.skip_existing and info.image_id and _has_image(client, info.image_id):
         log.info("%s already has %s: no layer bytes sent", client.url, info.image_id)
         return _Plan(client, "skipped")
-    if not info.diff_ids:
-        return _Plan(client, "full")
+    if not info.diff_ids or info.compressed:  # a gzip stream cannot be thinned member by member
+        return _Plan(client, "full", have=layers_present(client, info.diff_ids) if info.diff_ids else 0)
     if uses_containerd_store(client.info()):
         log.info("%s uses the containerd image store: sending the full archive", client.url)
         return _Plan(client, "full", have=len(info.diff_ids))  # what it skips unread is unknown: check every layer

@@ -8,14 +8,22 @@ What is checked, each byte hashed once:
   (or deliberately left out), and the image ID (the config's digest).
 The last chunk is held back until all of that passed: a target engine never
 receives the end of a bad archive, so it cannot finish loading it.
+
+A gzip-compressed archive (which ``docker load`` accepts) passes through
+compressed; it is decompressed only for the checks, in bounded pieces.
 """
 
 from __future__ import annotations
 
 import hashlib
+import zlib
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from airflow_provider_artiload.engine.archive import ArchiveIndex, ArchiveScanner, Expect
+
+GZIP_MAGIC = b"\x1f\x8b"
+GUNZIP_PIECE = 4 << 20
 from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch
 
 
@@ -40,6 +48,7 @@ class VerifiedArchive:
         self.scanner = ArchiveScanner(expect=None if expected_sha256 else expect)
         self.size = 0
         self._hash = hashlib.sha256() if expected_sha256 else None
+        self._gunzip: Any = None
         self.index: ArchiveIndex | None = None
 
     @property
@@ -49,7 +58,9 @@ class VerifiedArchive:
     def __iter__(self) -> Iterator[bytes]:
         held: bytes | None = None
         for chunk in self._chunks:
-            self._check(lambda: self.scanner.feed(chunk))
+            if not self.size and chunk[:2] == GZIP_MAGIC:
+                self._gunzip = zlib.decompressobj(wbits=31)
+            self._check(lambda: self._scan(chunk))
             if self._hash is not None:
                 self._hash.update(chunk)
             self.size += len(chunk)
@@ -60,11 +71,27 @@ class VerifiedArchive:
         if held is not None:
             yield held
 
+    def _scan(self, chunk: bytes) -> None:
+        if self._gunzip is None:
+            self.scanner.feed(chunk)
+            return
+        try:
+            data = self._gunzip.decompress(chunk, GUNZIP_PIECE)
+            while True:  # a small compressed chunk may inflate hugely: never hold more than one piece
+                self.scanner.feed(data)
+                if not self._gunzip.unconsumed_tail:
+                    break
+                data = self._gunzip.decompress(self._gunzip.unconsumed_tail, GUNZIP_PIECE)
+        except zlib.error as exc:
+            raise ArchiveError(f"corrupt gzip data: {exc}") from None
+
     def _finish(self) -> None:
+        if self._gunzip is not None and not self._gunzip.eof:
+            raise ArchiveError("the gzip stream is truncated")
         index = self.scanner.finish()
         for entry in index.manifest:
             for name in [entry.get("Config", ""), *entry.get("Layers", [])]:
-                if name not in index.members and name not in self.omitted:
+                if not index.has(name) and name not in self.omitted:
                     raise ArchiveError(f"manifest.json names {name!r}, which the archive does not contain")
         if self.expected_sha256 and self.sha256 != self.expected_sha256:
             raise DigestMismatch(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +40,11 @@ class ArchiveIndex:
 
     members: dict[str, Member] = field(default_factory=dict)
     metadata: dict[str, bytes] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)  # link name -> the member it resolves to
+
+    def has(self, name: str) -> bool:
+        """A regular member, or a link to one (docker save links a repeated layer to its first copy)."""
+        return name in self.members or self.links.get(name) in self.members
 
     @property
     def manifest(self) -> list[dict[str, Any]]:
@@ -68,7 +74,7 @@ class ArchiveIndex:
         """Every file the manifest names is in the archive."""
         for entry in self.manifest:
             for name in [entry.get("Config", ""), *entry.get("Layers", [])]:
-                if name not in self.members:
+                if not self.has(name):
                     raise ArchiveError(f"manifest.json names {name!r}, which the archive does not contain")
 
 
@@ -200,7 +206,7 @@ class ArchiveScanner:
                     raise ArchiveError(f"{name} is {size} bytes; a docker-archive's JSON files are small")
                 self._capture = bytearray()
         elif kind in (b"1", b"2"):
-            _check_link(name, _text(header[157:257]))
+            self.index.links[name] = _resolve_link(name, _text(header[157:257]), symbolic=kind == b"2")
         self._forward = self._keep(name, self.index) if self._keep else True
         if self._forward and self._keep is not None:
             out.append(bytes(self._pending))
@@ -293,6 +299,9 @@ def _check_name(name: str) -> None:
         raise ArchiveError(f"unsafe member name {name!r} in the archive (absolute or contains '..')")
 
 
-def _check_link(name: str, target: str) -> None:
-    if target.startswith("/") or ".." in target.split("/"):
+def _resolve_link(name: str, target: str, *, symbolic: bool) -> str:
+    """The member a link names (a symlink relative to its directory), refused if it leaves the archive."""
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name) if symbolic else "", target))
+    if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
         raise ArchiveError(f"unsafe link {name!r} -> {target!r} in the archive (points outside it)")
+    return resolved

@@ -10,7 +10,7 @@ from typing import Any
 
 from airflow_provider_artiload.engine import http as h
 from airflow_provider_artiload.engine.reference import parse_reference
-from airflow_provider_artiload.exceptions import EngineError, TransferError
+from airflow_provider_artiload.exceptions import DigestMismatch, EngineError, TransferError
 from airflow_provider_artiload.transport import Dialer, Stream
 
 READ_CHUNK = 1 << 20
@@ -102,7 +102,10 @@ class EngineClient:
             h.raise_for_status(response, where=self.url, what="load")
             for message in h.json_lines(response):
                 if message.get("error") or message.get("errorDetail"):
-                    raise EngineError(f"{self.url}: load failed: {_explain(message)}")
+                    explained = _explain(message)
+                    if "invalid diffID" in explained:  # the archive is corrupt: no retry can help
+                        raise DigestMismatch(f"{self.url}: load failed: {explained}")
+                    raise EngineError(f"{self.url}: load failed: {explained}")
                 text = str(message.get("stream") or "").strip()
                 if text.startswith("Loaded image ID: "):
                     image_ids.append(text.removeprefix("Loaded image ID: "))

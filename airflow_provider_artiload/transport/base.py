@@ -55,6 +55,8 @@ class Stream:
         self._timeout: float | None = None
         self._pushback = b""
         self.closed = False
+        self._readers = 0  # open makefile() readers: like a socket, close() waits for them
+        self._closing = False
 
     def unread(self, data: bytes) -> None:
         """Put bytes back in front of the stream (the tail of an HTTP upgrade reply)."""
@@ -102,6 +104,7 @@ class Stream:
         if "w" in mode:
             raise ValueError("Stream.makefile is read-only; use sendall")
         size = buffering if buffering and buffering > 0 else io.DEFAULT_BUFFER_SIZE
+        self._readers += 1
         return io.BufferedReader(_StreamReader(self), size)
 
     def settimeout(self, timeout: float | None) -> None:
@@ -130,9 +133,21 @@ class Stream:
             pass
 
     def close(self) -> None:
-        if not self.closed:
+        """Close now, or once the last makefile() reader is closed.
+
+        http.client closes the connection before it reads a response that
+        ends the connection (a 400 from a TLS port, a proxy's 403): the
+        reader must still get those bytes, as it would from a socket.
+        """
+        self._closing = True
+        if self._readers == 0 and not self.closed:
             self.closed = True
             self._raw.close()
+
+    def _reader_closed(self) -> None:
+        self._readers -= 1
+        if self._closing:
+            self.close()
 
     def __enter__(self) -> Stream:
         return self
@@ -160,6 +175,11 @@ class _StreamReader(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def close(self) -> None:
+        if not self.closed:
+            super().close()
+            self._stream._reader_closed()
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
         return self._stream.recv_into(buffer)

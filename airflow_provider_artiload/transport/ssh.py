@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import errno
 import getpass
 import io
 import logging
 import os
+import random
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import paramiko
@@ -32,19 +36,27 @@ log = logging.getLogger(__name__)
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")  # ~1.8x paramiko's ctr default
 CHANNEL_WINDOW = 8 << 20  # a larger receive window keeps saves over SSH from stalling on round trips
 KEEPALIVE_SECONDS = 30
+CONNECT_ATTEMPTS = 5
 
 
 class ChannelConnection:
-    """A paramiko Channel as a RawConnection."""
+    """A paramiko Channel as a RawConnection.
+
+    paramiko reports a dead session as EOFError or SSHException, which are not
+    OSErrors: they are turned into ConnectionResetError here, so the Stream
+    names the endpoint like for any other broken connection.
+    """
 
     def __init__(self, channel: paramiko.Channel) -> None:
         self._channel = channel
 
     def sendall(self, data: memoryview) -> None:
-        self._channel.sendall(data)  # a memoryview keeps paramiko's per-packet re-slicing O(1)
+        with _lost_is_reset():
+            self._channel.sendall(data)  # a memoryview keeps paramiko's per-packet re-slicing O(1)
 
     def recv_into(self, buffer: memoryview) -> int:
-        data = self._channel.recv(len(buffer))
+        with _lost_is_reset():
+            data = self._channel.recv(len(buffer))
         buffer[: len(data)] = data
         return len(data)
 
@@ -52,13 +64,23 @@ class ChannelConnection:
         self._channel.settimeout(timeout)
 
     def shutdown_write(self) -> None:
-        self._channel.shutdown_write()
+        with _lost_is_reset():
+            self._channel.shutdown_write()
 
     def abort(self) -> None:
-        self._channel.close()
+        self.close()
 
     def close(self) -> None:
-        self._channel.close()
+        with contextlib.suppress(EOFError, OSError, paramiko.SSHException):
+            self._channel.close()  # closing a channel of a dead session must not raise
+
+
+@contextlib.contextmanager
+def _lost_is_reset() -> Iterator[None]:
+    try:
+        yield
+    except (EOFError, paramiko.SSHException) as exc:
+        raise ConnectionResetError(errno.ECONNRESET, "the SSH connection was lost") from exc
 
 
 class SSHDialer:
@@ -97,10 +119,28 @@ class SSHDialer:
             if transport is None or not transport.is_active():
                 if self._client is not None:
                     self._client.close()
-                self._client = self._connect()
+                self._client = self._connect_with_retries()
                 transport = self._client.get_transport()
             assert transport is not None
             return transport
+
+    def _connect_with_retries(self) -> paramiko.SSHClient:
+        """Retry connections the server dropped before authentication.
+
+        sshd drops unauthenticated connections beyond MaxStartups (10 by
+        default): a backfill of many loads to one host meets that. Refused
+        credentials or host keys are never retried.
+        """
+        for attempt in range(CONNECT_ATTEMPTS):
+            try:
+                return self._connect()
+            except ConnectError as exc:
+                if isinstance(exc, (SSHAuthError, HostKeyError)) or not _dropped_early(exc.__cause__):
+                    raise
+                if attempt == CONNECT_ATTEMPTS - 1:
+                    raise ConnectError(f"{exc} (the server kept dropping new connections: sshd MaxStartups?)") from exc
+                time.sleep(0.2 * 2**attempt * (1 + random.random()))
+        raise AssertionError("unreachable")
 
     def _connect(self) -> paramiko.SSHClient:
         cfg, host, port = self.config, self.endpoint.host, self.endpoint.port or 22
@@ -242,6 +282,12 @@ class _RejectUnknown(paramiko.MissingHostKeyPolicy):
             f"{self._where}: host key of {hostname} is unknown ({key.get_name()} {key.fingerprint}); "
             "add it to known_hosts or the connection's host_key extra, or opt out with no_host_key_check"
         )
+
+
+def _dropped_early(cause: BaseException | None) -> bool:
+    if isinstance(cause, (ConnectionResetError, EOFError)):
+        return True
+    return isinstance(cause, paramiko.SSHException) and "banner" in str(cause).lower()
 
 
 def _known_hosts_name(endpoint: Endpoint) -> str:

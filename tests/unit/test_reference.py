@@ -11,6 +11,8 @@ from airflow_provider_artiload.engine.reference import InvalidReference, parse_r
         ("team/app:v1.2_3-rc", ("team/app", "v1.2_3-rc")),
         ("registry.local:5000/team/app:1", ("registry.local:5000/team/app", "1")),
         ("localhost:5000/app", ("localhost:5000/app", "latest")),
+        ("localhost/app", ("localhost/app", "latest")),
+        ("Registry.Example.com/app:1", ("Registry.Example.com/app", "1")),
     ],
 )
 def test_valid(ref, expected):
@@ -21,6 +23,7 @@ def test_valid(ref, expected):
     ("ref", "needle"),
     [
         ("App:1", "invalid image name 'App'"),
+        ("Upper/case:1", "invalid image name 'Upper/case'"),
         ("app:-x", "invalid tag '-x'"),
         ("app:" + "t" * 129, "invalid tag"),
         ("app@sha256:" + "0" * 64, "digest reference"),
