@@ -221,11 +221,12 @@ def test_tar_export_streams_the_root_filesystem_to_a_file(monkeypatch, engine, t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ctx", "rootfs.tar"]
 
 
-def test_tar_export_to_a_missing_directory_fails_before_building(monkeypatch, engine, tmp_path):
+def test_tar_export_to_an_unusable_directory_fails_before_building(monkeypatch, engine, tmp_path):
     (tmp_path / "Dockerfile").write_text(f"FROM {BASE}\n")
-    with pytest.raises(DestinationError, match="does not exist"):
+    (tmp_path / "a-file").write_text("in the way of the output directory")
+    with pytest.raises(DestinationError, match="cannot create .*a-file: File exists"):
         BuildKitHook(_connect(monkeypatch, engine)).build(
-            context=str(tmp_path), export="tar", output=str(tmp_path / "no" / "such" / "out.tar")
+            context=str(tmp_path), export="tar", output=str(tmp_path / "a-file" / "out.tar")
         )
 
 

@@ -108,7 +108,7 @@ def test_backfill_runs_in_parallel_without_collisions_and_reruns_idempotently(ex
         shutil.copytree(example_env["AIRFLOW_HOME"], home)
         env = {**example_env, "AIRFLOW_HOME": str(home)}
         runs.append(subprocess.Popen([AIRFLOW, "dags", "test", "backfill", date], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    for run, date in zip(runs, dates):
+    for run in runs:
         out, _ = run.communicate(timeout=600)
         assert run.returncode == 0 and "state=success" in out, out[-4000:]
     tarballs = Path(example_env["AIRFLOW_VAR_ARTILOAD_TARBALLS"]) / "backfill"
