@@ -38,7 +38,8 @@ from airflow_provider_artiload.engine.reference import parse_reference
 from airflow_provider_artiload.exceptions import ArtiloadError, BuildError, EndpointError
 from airflow_provider_artiload.hooks.connection import default_endpoint, endpoint_from_connection
 from airflow_provider_artiload.progress import Progress
-from airflow_provider_artiload.storage import AtomicFile
+from airflow_provider_artiload.hooks.paths import as_target
+from airflow_provider_artiload.storage import AtomicFile, RemoteAtomicFile, atomic_file
 from airflow_provider_artiload.transport import open_dialer
 
 SECRET_SOURCES = ("conn_id", "variable", "env", "file")
@@ -226,11 +227,14 @@ class BuildKitHook(BaseHook):
                 raise BuildError(f"{self.endpoint}: the build succeeded but reported no image ID: {result.exporter_response}")
             engine = self.endpoint.engine.url if self.endpoint.engine else self.endpoint.url
             return ImageArtifact(image=str(image), image_id=result.image_id, engine=engine).to_xcom()
-        return self._build_to_file(request, str(output))
+        return self._build_to_file(request, output)
 
-    def _build_to_file(self, request: BuildRequest, output: str) -> dict[str, Any]:
+    def _build_to_file(self, request: BuildRequest, output: Any) -> dict[str, Any]:
+        """Stream the exporter's tarball to ``output``: a local path or an object-storage URI."""
+        target = as_target(output)
+        output = str(target)
         progress = Progress(self.log, f"Exporting {request.export} to {output}")
-        with AtomicFile(output) as out:
+        with atomic_file(target) as out:
             scanner = ArchiveScanner() if request.export in ("docker", "oci") else None
             writer = _Writer(out, scanner, progress.add)
             result = self.client.solve(replace(request, output=writer), log=self.log)
@@ -270,7 +274,9 @@ class BuildKitHook(BaseHook):
 class _Writer:
     """FileSend target: into the AtomicFile, through the archive scanner when there is one."""
 
-    def __init__(self, out: AtomicFile, scanner: ArchiveScanner | None, on_bytes: Callable[[int], None]) -> None:
+    def __init__(
+        self, out: AtomicFile | RemoteAtomicFile, scanner: ArchiveScanner | None, on_bytes: Callable[[int], None]
+    ) -> None:
         self._out = out
         self._scanner = scanner
         self._on_bytes = on_bytes

@@ -52,3 +52,23 @@ def test_unknown_scheme_is_named(monkeypatch, engine):
     op = SaveImageOperator(task_id="save", image=BASE, path="nosuchfs://bucket/x.tar", engine_conn_id="r_src2")
     with pytest.raises(ArtiloadError, match="cannot use nosuchfs://bucket/x.tar"):
         op.execute({})
+
+
+def test_build_output_streams_to_sftp(monkeypatch, engine, sftp_store, tmp_path):
+    import tarfile
+
+    from airflow_provider_artiload.operators import BuildArtifactOperator
+
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {BASE}\nRUN echo remote > /hello\n")
+    buildkit = {"conn_type": "buildkit", "host": f"docker://{engine.unix_url}", "extra": {"network": "none"}}
+    monkeypatch.setenv("AIRFLOW_CONN_R_BK", json.dumps(buildkit))
+    uri = f"sftp://store@{sftp_store}/rootfs.tar"
+    result = BuildArtifactOperator(
+        task_id="build", context=str(context), export="tar", output=uri, buildkit_conn_id="r_bk"
+    ).execute({})
+    assert result["kind"] == "tar" and result["path"] == uri
+    assert sorted(os.listdir(sftp_store)) == ["rootfs.tar"]
+    with tarfile.open(sftp_store / "rootfs.tar") as tar:
+        assert tar.extractfile("hello").read() == b"remote\n"
