@@ -54,6 +54,7 @@ BUILDKIT_FIELDS = {
     "engine_conn_id": _text("Engine connection id", "With host docker://: use the BuildKit inside this engine."),
     "network": _text("RUN network", "default, none or host (engines without a bridge need none)."),
     "registry_conn_ids": _text("Registry connections", "Connection ids whose credentials BuildKit may ask for."),
+    "context_roots": _text("Allowed context roots", "Directories build contexts must lie in (comma-separated)."),
     **TLS_FIELDS,
     **SSH_FIELDS,
 }

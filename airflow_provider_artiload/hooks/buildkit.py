@@ -14,7 +14,9 @@ Extras (besides the TLS and SSH ones of the shared connection model):
   ``host`` (engines started with ``--bridge=none`` need ``none``);
 - ``registry_conn_ids``: connections (host = registry, login, password)
   whose credentials the daemon may ask for (a JSON list or comma-separated);
-- ``conn_timeout``: seconds to open a connection (default 30).
+- ``conn_timeout``: seconds to open a connection (default 30);
+- ``context_roots``: directories build contexts must lie in (a JSON list or
+  comma-separated); a context or Dockerfile outside them is refused.
 """
 
 from __future__ import annotations
@@ -171,10 +173,25 @@ class BuildKitHook(BaseHook):
         except OSError as exc:
             raise BuildError(f"secret {secret_id!r}: cannot read {name}: {exc.strerror}") from None
 
+    @cached_property
+    def context_roots(self) -> list[str]:
+        """Directories build contexts must lie in (extra ``context_roots``); empty means anywhere."""
+        return [os.path.realpath(root) for root in _list_extra(self._extras.get("context_roots"))]
+
+    def check_context(self, context: str, dockerfile: str) -> None:
+        """Refuse, before connecting, a context or Dockerfile outside the configured roots (symlinks resolved)."""
+        if not self.context_roots:
+            return
+        for what, path in (("context", context), ("Dockerfile", os.path.join(context, dockerfile))):
+            real = os.path.realpath(path)
+            if not any(real == root or real.startswith(root + os.sep) for root in self.context_roots):
+                raise BuildError(
+                    f"the build {what} {path!r} (resolved: {real}) is outside the allowed roots "
+                    f"{self.context_roots} of connection {self.buildkit_conn_id!r} (extra 'context_roots')"
+                )
+
     def registry_auth(self) -> dict[str, tuple[str, str]]:
-        ids = self._extras.get("registry_conn_ids") or []
-        if isinstance(ids, str):
-            ids = json.loads(ids) if ids.strip().startswith("[") else [i.strip() for i in ids.split(",") if i.strip()]
+        ids = _list_extra(self._extras.get("registry_conn_ids"))
         auth = {}
         for conn_id in ids:
             conn = self.get_connection(conn_id)
@@ -197,6 +214,7 @@ class BuildKitHook(BaseHook):
         platform: str | None = None,
     ) -> dict[str, Any]:
         """Build and return the artifact as XCom: an ``image``, a ``docker-archive`` or a ``tar`` file."""
+        self.check_context(str(context), str(dockerfile))
         if image:
             parse_reference(image)
         if export in STREAMED and not output:
@@ -290,3 +308,13 @@ class _Writer:
 
 def _encode(value: str | bytes) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _list_extra(value: Any) -> list[str]:
+    """A list extra given as a JSON list or a comma-separated string."""
+    if not value:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        return list(json.loads(text)) if text.startswith("[") else [v.strip() for v in text.split(",") if v.strip()]
+    return [str(v) for v in value]

@@ -284,3 +284,22 @@ def test_unreachable_engine_is_a_connect_error(monkeypatch, tmp_path):
     monkeypatch.setenv("AIRFLOW_CONN_DEAD", json.dumps({"conn_type": "buildkit", "host": f"docker://unix://{tmp_path}/none.sock"}))
     with pytest.raises(ConnectError, match="none.sock does not exist"):
         BuildKitHook("dead").build(context=str(tmp_path), image="x/y:1")
+
+
+def test_context_outside_the_allowed_roots_is_refused_before_connecting(monkeypatch, tmp_path):
+    allowed, elsewhere = tmp_path / "allowed", tmp_path / "elsewhere"
+    for directory in (allowed, elsewhere):
+        directory.mkdir()
+        (directory / "Dockerfile").write_text(f"FROM {BASE}\n")
+    (allowed / "escape").symlink_to(elsewhere)  # a symlink out of the root does not count as inside
+    conn = {"conn_type": "buildkit", "host": "docker://unix:///nonexistent.sock", "extra": {"context_roots": str(allowed)}}
+    monkeypatch.setenv("AIRFLOW_CONN_BK_ROOTS", json.dumps(conn))
+    for context in (elsewhere, allowed / "escape"):
+        with pytest.raises(BuildError, match="outside the allowed roots"):
+            BuildKitHook("bk_roots").build(context=str(context), image="roots/test:1")
+
+
+def test_unknown_build_target_names_the_stage(monkeypatch, engine, tmp_path):
+    (tmp_path / "Dockerfile").write_text(f"FROM {BASE} AS base\nRUN true\n")
+    with pytest.raises(BuildError, match="nosuchstage"):
+        BuildKitHook(_connect(monkeypatch, engine)).build(context=str(tmp_path), image="target/test:1", target="nosuchstage")
