@@ -81,8 +81,9 @@ def save_image(client: EngineClient, image: str, path: Target, log: logging.Logg
         out.commit()
     progress.finish()
     assert archive.index is not None
-    tags = list(archive.index.manifest[0].get("RepoTags") or [])
-    return DockerArchive(path=str(path), sha256=out.sha256, size=out.size, image_id=image_id, repo_tags=tags, layers=layers)
+    return DockerArchive(
+        path=str(path), sha256=out.sha256, size=out.size, image_id=image_id, repo_tags=archive.index.repo_tags, layers=layers
+    )
 
 
 def _verify_existing(path: Target, image_id: str, layers: list[str], log: logging.Logger) -> DockerArchive | None:
@@ -98,9 +99,13 @@ def _verify_existing(path: Target, image_id: str, layers: list[str], log: loggin
         return None
     assert archive.index is not None
     log.info("%s already holds %s, verified: not rewritten", path, image_id)
-    tags = list(archive.index.manifest[0].get("RepoTags") or [])
     return DockerArchive(
-        path=str(path), sha256="sha256:" + digest.hexdigest(), size=size, image_id=image_id, repo_tags=tags, layers=layers
+        path=str(path),
+        sha256="sha256:" + digest.hexdigest(),
+        size=size,
+        image_id=image_id,
+        repo_tags=archive.index.repo_tags,
+        layers=layers,
     )
 
 

@@ -89,10 +89,7 @@ class VerifiedArchive:
         if self._gunzip is not None and not self._gunzip.eof:
             raise ArchiveError("the gzip stream is truncated")
         index = self.scanner.finish()
-        for entry in index.manifest:
-            for name in [entry.get("Config", ""), *entry.get("Layers", [])]:
-                if not index.has(name) and name not in self.omitted:
-                    raise ArchiveError(f"manifest.json names {name!r}, which the archive does not contain")
+        index.check_complete(self.omitted)
         if self.expected_sha256 and self.sha256 != self.expected_sha256:
             raise DigestMismatch(
                 f"sha256 is {self.sha256}, the artifact says {self.expected_sha256}; "

@@ -70,11 +70,16 @@ class ArchiveIndex:
             ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
         return ids
 
-    def check_complete(self) -> None:
-        """Every file the manifest names is in the archive."""
+    @property
+    def repo_tags(self) -> list[str]:
+        """The tags the archive's (first) image carries."""
+        return list(self.manifest[0].get("RepoTags") or [])
+
+    def check_complete(self, omitted: frozenset[str] = frozenset()) -> None:
+        """Every file the manifest names is in the archive, or was left out on purpose (``omitted``)."""
         for entry in self.manifest:
             for name in [entry.get("Config", ""), *entry.get("Layers", [])]:
-                if not self.has(name):
+                if not self.has(name) and name not in omitted:
                     raise ArchiveError(f"manifest.json names {name!r}, which the archive does not contain")
 
 

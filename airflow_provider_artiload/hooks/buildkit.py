@@ -29,7 +29,6 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowNotFoundException
 
 from airflow_provider_artiload.artifacts import DockerArchive, ImageArtifact
 from airflow_provider_artiload.buildkit.client import STREAMED, BuildKitClient, BuildRequest
@@ -38,7 +37,7 @@ from airflow_provider_artiload.engine.archive import ArchiveScanner
 from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.engine.reference import parse_reference
 from airflow_provider_artiload.exceptions import ArtiloadError, BuildError, EndpointError
-from airflow_provider_artiload.hooks.connection import default_endpoint, endpoint_from_connection
+from airflow_provider_artiload.hooks.connection import default_endpoint, endpoint_from_connection, optional_connection
 from airflow_provider_artiload.progress import Progress
 from airflow_provider_artiload.hooks.paths import as_target
 from airflow_provider_artiload.storage import AtomicFile, RemoteAtomicFile, atomic_file
@@ -64,12 +63,7 @@ class BuildKitHook(BaseHook):
 
     @cached_property
     def _connection(self) -> Any | None:
-        try:
-            return self.get_connection(self.buildkit_conn_id)
-        except AirflowNotFoundException:
-            if self.buildkit_conn_id == self.default_conn_name:
-                return None
-            raise
+        return optional_connection(self.get_connection, self.buildkit_conn_id, self.default_conn_name)
 
     @cached_property
     def _extras(self) -> dict[str, Any]:
@@ -270,7 +264,7 @@ class BuildKitHook(BaseHook):
             sha256=out.sha256,
             size=out.size,
             image_id=image_ids[0] if image_ids else (result.image_id or ""),
-            repo_tags=list((index.manifest[0] if index.manifest else {}).get("RepoTags") or []),
+            repo_tags=index.repo_tags,
         ).to_xcom()
 
     def _log_result(self, result: Any) -> None:

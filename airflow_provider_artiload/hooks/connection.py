@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowNotFoundException
+
 from airflow_provider_artiload.endpoints import (
     SSH_EXTRAS,
     Endpoint,
@@ -31,6 +33,16 @@ def endpoint_from_connection(conn: Any, *, kind: Kind, get_connection: GetConnec
         return _endpoint(conn, kind=kind, get_connection=get_connection)
     except EndpointError as exc:
         raise EndpointError(f"connection {conn.conn_id!r}: {exc}") from None
+
+
+def optional_connection(get_connection: GetConnection, conn_id: str, default_conn_name: str) -> Any | None:
+    """The connection; None when it is the default one and is not configured (the CLI's defaults apply)."""
+    try:
+        return get_connection(conn_id)
+    except AirflowNotFoundException:
+        if conn_id == default_conn_name:
+            return None
+        raise
 
 
 def default_endpoint(kind: Kind) -> Endpoint:

@@ -7,14 +7,13 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowNotFoundException
 
 from airflow_provider_artiload import transfer
 from airflow_provider_artiload.artifacts import DockerArchive, LoadOutcome
 from airflow_provider_artiload.endpoints import Endpoint, parse_float
 from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.exceptions import ArtiloadError
-from airflow_provider_artiload.hooks.connection import default_endpoint, endpoint_from_connection
+from airflow_provider_artiload.hooks.connection import default_endpoint, endpoint_from_connection, optional_connection
 from airflow_provider_artiload.hooks.paths import as_target
 from airflow_provider_artiload.sources import EngineSource, FileSource
 from airflow_provider_artiload.transport import open_dialer
@@ -58,12 +57,7 @@ class DockerEngineHook(BaseHook):
 
     @cached_property
     def _connection(self) -> Any | None:
-        try:
-            return self.get_connection(self.engine_conn_id)
-        except AirflowNotFoundException:
-            if self.engine_conn_id == self.default_conn_name:
-                return None
-            raise
+        return optional_connection(self.get_connection, self.engine_conn_id, self.default_conn_name)
 
     @cached_property
     def endpoint(self) -> Endpoint:
@@ -106,6 +100,14 @@ class DockerEngineHook(BaseHook):
     def close(self) -> None:
         if "client" in self.__dict__:
             self.client.close()
+
+
+def engine_hooks(engine_conn_id: str | Sequence[str]) -> list[DockerEngineHook]:
+    """One hook per target connection id (a single id or a list of them)."""
+    ids = [engine_conn_id] if isinstance(engine_conn_id, str) else list(engine_conn_id)
+    if not ids:
+        raise ArtiloadError("engine_conn_id is an empty list")
+    return [DockerEngineHook(conn_id) for conn_id in ids]
 
 
 def load_into(

@@ -8,8 +8,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from airflow_provider_artiload.exceptions import ArtiloadError
-from airflow_provider_artiload.hooks.engine import DockerEngineHook, copy_between
+from airflow_provider_artiload.hooks.engine import DockerEngineHook, copy_between, engine_hooks
 from airflow_provider_artiload.operators.load import as_tags, xcom_result
 from airflow_provider_artiload.operators.save import image_ref
 from airflow_provider_artiload.transfer import LoadOptions
@@ -61,10 +60,7 @@ class CopyImageOperator(BaseOperator):
 
     @cached_property
     def target_hooks(self) -> list[DockerEngineHook]:
-        ids = [self.engine_conn_id] if isinstance(self.engine_conn_id, str) else list(self.engine_conn_id)
-        if not ids:
-            raise ArtiloadError("engine_conn_id is an empty list")
-        return [DockerEngineHook(conn_id) for conn_id in ids]
+        return engine_hooks(self.engine_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
         options = LoadOptions(as_tags(self.tag), self.skip_existing, self.delta, self.max_parallel)

@@ -11,7 +11,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow_provider_artiload.artifacts import DockerArchive, LoadOutcome
 from airflow_provider_artiload.exceptions import ArtiloadError
 from airflow_provider_artiload.hooks import paths
-from airflow_provider_artiload.hooks.engine import DockerEngineHook, load_into
+from airflow_provider_artiload.hooks.engine import DockerEngineHook, engine_hooks, load_into
 from airflow_provider_artiload.transfer import LoadOptions
 
 
@@ -70,10 +70,7 @@ class DockerLoadOperator(BaseOperator):
 
     @cached_property
     def hooks(self) -> list[DockerEngineHook]:
-        ids = [self.engine_conn_id] if isinstance(self.engine_conn_id, str) else list(self.engine_conn_id)
-        if not ids:
-            raise ArtiloadError("engine_conn_id is an empty list")
-        return [DockerEngineHook(conn_id) for conn_id in ids]
+        return engine_hooks(self.engine_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
         options = LoadOptions(as_tags(self.tag), self.skip_existing, self.delta, self.max_parallel)
