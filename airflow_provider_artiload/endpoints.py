@@ -8,29 +8,46 @@ value quoted and a valid example shown:
 - ``tcp://host:2376`` (TLS verified by default; ``tls: false`` opts out)
 - ``ssh://user@host:22`` (+ remote socket as the URL path or ``socket_path``)
 - ``docker://<engine endpoint>`` (BuildKit only): the BuildKit inside an engine
+
+Every error raised while parsing leaves :func:`parse_endpoint` through
+:func:`redact`, so no message (whatever path raised it) repeats a
+``user:secret@``. Extras are data: :data:`EXTRA_PARSERS` gives each known
+extra its parser, :data:`KNOWN_EXTRAS` says which kinds use it; ``None`` and
+``""`` mean unset (Airflow's form saves every field); an unknown extra is
+ignored with a warning naming the nearest known one.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import difflib
 import json
+import logging
+import math
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from airflow_provider_artiload.exceptions import EndpointError
 
-Kind = Literal["engine", "buildkit"]
+log = logging.getLogger(__name__)
+
+Kind = Literal["engine", "buildkit", "containerd"]
 
 DEFAULT_SOCKETS: dict[str, str] = {
     "engine": "/var/run/docker.sock",
     "buildkit": "/run/buildkit/buildkitd.sock",
+    "containerd": "/run/containerd/containerd.sock",
 }
 EXAMPLES: dict[str, str] = {
     "engine": "unix:///var/run/docker.sock, tcp://host:2376 or ssh://user@host:22",
     "buildkit": "unix:///run/buildkit/buildkitd.sock, tcp://host:1234, "
     "ssh://user@host:22 or docker://unix:///var/run/docker.sock",
+    "containerd": "unix:///run/containerd/containerd.sock or ssh://user@host:22/run/k3s/containerd/containerd.sock",
 }
 TLS_EXTRAS = ("tls", "tls_verify", "tls_ca_cert", "tls_client_cert", "tls_client_key", "tls_hostname")
 SSH_EXTRAS = (
@@ -49,6 +66,23 @@ SSH_EXTRAS = (
     "compress",
     "socket_path",
 )
+# Extras read by the hooks themselves (hooks/engine.py, hooks/buildkit.py), and the coming containerd kind.
+HOOK_EXTRAS: dict[str, tuple[str, ...]] = {
+    "engine": ("timeout", "transfer_timeout"),
+    "buildkit": ("engine_conn_id", "network", "registry_conn_ids", "context_roots", "secret_roots"),
+    "containerd": ("namespace", "snapshotter", "platform", "timeout", "transfer_timeout"),
+}
+KNOWN_EXTRAS: dict[str, frozenset[str]] = {
+    kind: frozenset(TLS_EXTRAS + SSH_EXTRAS + own) for kind, own in HOOK_EXTRAS.items()
+}
+# Never quoted in a message: only their type is shown.
+SECRET_EXTRAS = frozenset({"private_key", "private_key_passphrase", "tls_client_key", "password"})
+MAX_SECONDS = 86400.0  # a day: a larger timeout is a unit typo (ms for s), not a wish
+_TLS_MATERIAL = ("tls_ca_cert", "tls_client_cert", "tls_client_key", "tls_hostname")
+# "scheme://user:secret@", also mistyped ("ssh:/u:pw@", "tcp:u:pw@", "u:pw@"); the secret runs to the last "@".
+_USERINFO = re.compile(r"((?:[A-Za-z][A-Za-z0-9+.-]*:/+)*[^\s:/@'\"]*):(?!//)\S*@")
+_KEY_TYPE = re.compile(r"(?:ssh|ecdsa|sk)-[A-Za-z0-9@.+-]+")
+_CIPHER = re.compile(r"[A-Za-z0-9@._+-]+")
 
 
 @dataclass(frozen=True)
@@ -64,7 +98,7 @@ class TLSConfig:
 
 @dataclass(frozen=True)
 class SSHConfig:
-    """SSH settings, named as in apache-airflow-providers-ssh."""
+    """SSH settings, named as in apache-airflow-providers-ssh; ``host_key`` is ``type base64``."""
 
     username: str | None = None
     password: str | None = field(default=None, repr=False)
@@ -114,28 +148,41 @@ class Endpoint:
         return self.url
 
 
+def redact(text: str) -> str:
+    """``text`` with every ``user:secret@`` turned into ``user:***@``: messages reach task logs.
+
+    Deliberately loose: it also catches mistyped schemes (``ssh:/u:pw@h``,
+    ``tcp:u:pw@h``) and bare ``u:pw@h``, at the price of sometimes hiding a
+    user name too. A secret is taken to end at whitespace, which is why URLs
+    are quoted by :func:`_quote` (whitespace escaped).
+    """
+    return _USERINFO.sub(r"\1:***@", text) if "@" in text else text
+
+
 def parse_endpoint(url: str, *, kind: Kind, extras: Mapping[str, Any] | None = None) -> Endpoint:
-    """Parse ``url`` and ``extras`` into an :class:`Endpoint`, or raise EndpointError."""
-    extras = dict(extras or {})
-    url = (url or "").strip()
-    if not url:
-        raise EndpointError(f"empty {kind} endpoint; expected e.g. {EXAMPLES[kind]}")
-    if url.startswith("docker://"):
-        if kind != "buildkit":
-            raise _bad(url, kind, "docker:// names the BuildKit inside an engine; an engine endpoint is unix://, tcp:// or ssh://")
-        inner = url[len("docker://") :]
-        engine = parse_endpoint(inner, kind="engine", extras=extras) if inner else None
-        return Endpoint(scheme="docker", engine=engine)
-    scheme, sep, _ = url.partition("://")
-    if not sep:
-        raise _bad(url, kind, "missing scheme")
-    if scheme == "unix":
-        return _parse_unix(url, kind)
-    if scheme == "tcp":
-        return _parse_tcp(url, kind, extras)
-    if scheme == "ssh":
-        return _parse_ssh(url, kind, extras)
-    raise _bad(url, kind, f"unknown scheme {scheme!r}")
+    """Parse ``url`` and ``extras`` into an :class:`Endpoint`, or raise EndpointError (redacted)."""
+    try:
+        return _parse(url, kind, parse_extras(extras, kind=kind))
+    except EndpointError as exc:
+        raise EndpointError(redact(str(exc))) from None
+    except (ValueError, TypeError, UnicodeError) as exc:  # a parser we call let a foreign error through
+        raise EndpointError(redact(f"invalid {kind} endpoint {_quote(str(url))}: {exc}")) from None
+
+
+def parse_extras(extras: Mapping[str, Any] | None, *, kind: str) -> dict[str, Any]:
+    """The set extras of a ``kind`` connection, each parsed by its type; unknown ones warned about and dropped."""
+    if extras is not None and not isinstance(extras, Mapping):
+        raise EndpointError(f"the extras must be a JSON object, got a {type(extras).__name__}")
+    known = KNOWN_EXTRAS[kind]
+    parsed: dict[str, Any] = {}
+    for name, value in (extras or {}).items():
+        if _unset(value):
+            continue
+        if name not in known:
+            _warn_unknown(str(name), kind)
+            continue
+        parsed[name] = EXTRA_PARSERS[name](value, name)
+    return parsed
 
 
 def default_engine_url(environ: Mapping[str, str] | None = None) -> tuple[str, dict[str, Any]]:
@@ -170,31 +217,211 @@ def with_credentials(endpoint: Endpoint, *, username: str | None, password: str 
     )
 
 
+# --- extras, one parser per type -------------------------------------------------------------
+
+
 def parse_bool(value: Any, *, name: str, default: bool) -> bool:
     """Strict boolean from an extra: a typo is an error, never a silent default."""
-    if value is None or value == "":
+    if _unset(value):
         return default
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off"):
-        return False
-    raise EndpointError(f"extra {name!r} must be true or false, got {value!r}")
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        text = str(value).strip().lower()
+        if text in ("true", "1", "yes", "on"):
+            return True
+        if text in ("false", "0", "no", "off"):
+            return False
+    raise EndpointError(f"extra {name!r} must be true or false, got {_shown(name, value)}")
 
 
-def parse_float(value: Any, *, name: str, default: float) -> float:
-    """Strict positive number from an extra."""
-    if value is None or value == "":
+def parse_float(value: Any, *, name: str, default: float, maximum: float = MAX_SECONDS) -> float:
+    """Seconds from an extra: finite, ``0 < t <= maximum`` (a day by default)."""
+    if _unset(value):
         return default
+    bounds = f"(expected 0 < t <= {maximum:g})"
     try:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise TypeError
         number = float(value)
     except (TypeError, ValueError):
-        raise EndpointError(f"extra {name!r} must be a number of seconds, got {value!r}") from None
+        raise EndpointError(f"extra {name!r} must be a number of seconds, got {value!r} {bounds}") from None
+    if not math.isfinite(number):
+        raise EndpointError(f"extra {name!r} must be a finite number of seconds, got {value!r} {bounds}")
     if number <= 0:
-        raise EndpointError(f"extra {name!r} must be positive, got {value!r}")
+        raise EndpointError(f"extra {name!r} must be positive, got {value!r} {bounds}")
+    if number > maximum:
+        raise EndpointError(f"extra {name!r} must be at most {maximum:g} seconds, got {value!r}")
     return number
+
+
+def parse_list(value: Any, *, name: str) -> list[str]:
+    """A list of names: a JSON list or comma-separated text, or a list of strings."""
+    if _unset(value):
+        return []
+    items = value
+    if isinstance(value, str):
+        text = value.strip()
+        items = _json(text, name=name, want=list) if text.startswith("[") else text.split(",")
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise EndpointError(f"extra {name!r} must be a list of strings (JSON or comma-separated), got {value!r}")
+    return [i.strip() for i in items if i.strip()]
+
+
+def parse_host_key(value: Any, name: str = "host_key") -> str:
+    """A pinned host key, normalised to ``type base64`` (see :func:`split_host_key`)."""
+    key_type, blob = split_host_key(_text(value, name), name=name)
+    return f"{key_type} {base64.b64encode(blob).decode()}"
+
+
+def split_host_key(value: str, *, name: str = "host_key") -> tuple[str, bytes]:
+    """(key type, key blob) from one public key line.
+
+    Accepted: ``type base64 [comment]`` (a ``.pub`` file), ``host type base64
+    [comment]`` (``ssh-keyscan`` output, a known_hosts line: the host part is
+    ignored, the key is pinned to the endpoint's host) and a bare base64 blob.
+    Blank and ``#`` lines are skipped; exactly one key must remain.
+    """
+    if "PRIVATE KEY" in value:
+        raise EndpointError(f"extra {name!r} holds a private key; it takes the server's public key (ssh-keyscan HOST)")
+    lines = [line.strip() for line in value.splitlines() if line.strip() and not line.strip().startswith("#")]
+    if len(lines) != 1:
+        raise EndpointError(f"extra {name!r} must be one public key line, got {len(lines)}: {_shown(name, value)}")
+    fields = lines[0].split()
+    if fields[0].startswith("@"):
+        raise EndpointError(f"extra {name!r}: known_hosts markers such as {fields[0]} are not supported")
+    for at in (0, 1):
+        if len(fields) > at + 1 and _KEY_TYPE.fullmatch(fields[at]) and (blob := _b64(fields[at + 1])) is not None:
+            return _checked_key(fields[at], blob, value, name)
+    blob = _b64(fields[0]) if len(fields) == 1 else None
+    embedded = _ssh_string(blob) if blob else None
+    if blob is None or embedded is None:
+        raise EndpointError(
+            f"extra {name!r} is not a public key 'type base64 [comment]', e.g. 'ssh-ed25519 AAAAC3Nza...': "
+            f"got {_shown(name, value)}"
+        )
+    return _checked_key(embedded, blob, value, name)
+
+
+def _checked_key(key_type: str, blob: bytes, value: str, name: str) -> tuple[str, bytes]:
+    """A key whose blob names its own type must name the stated one (a common copy-paste slip)."""
+    embedded = _ssh_string(blob)
+    if embedded is not None and embedded != key_type:
+        raise EndpointError(f"extra {name!r} says {key_type} but the key is {embedded}: {_shown(name, value)}")
+    return key_type, blob
+
+
+def _parse_ciphers(value: Any, name: str) -> tuple[str, ...]:
+    ciphers = parse_list(value, name=name)
+    bad = [c for c in ciphers if not _CIPHER.fullmatch(c)]
+    if bad or not ciphers:
+        example = "'aes128-gcm@openssh.com,aes256-ctr'"
+        raise EndpointError(f"extra {name!r} must name ciphers, e.g. {example}, got {value!r}")
+    return tuple(ciphers)
+
+
+def _parse_algorithms(value: Any, name: str) -> dict[str, list[str]]:
+    """paramiko's ``disabled_algorithms``: ``{"pubkeys": ["rsa-sha2-512"], ...}``."""
+    algorithms = _json(value.strip(), name=name, want=dict) if isinstance(value, str) else value
+    if not isinstance(algorithms, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, (list, tuple)) and all(isinstance(a, str) for a in v)
+        for k, v in algorithms.items()
+    ):
+        raise EndpointError(
+            f"extra {name!r} must be a JSON object of lists, e.g. {{\"pubkeys\": [\"rsa-sha2-512\"]}}, got {value!r}"
+        )
+    return {k: list(v) for k, v in algorithms.items()}
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise EndpointError(f"extra {name!r} must be a string, got {_shown(name, value)}")
+    return value
+
+
+def _remote_path(value: Any, name: str) -> str:
+    path = _text(value, name)
+    if not path.startswith("/"):
+        raise EndpointError(f"extra {name!r} must be absolute (a socket path on the remote host), got {path!r}")
+    return path
+
+
+def _flag(value: Any, name: str) -> bool:
+    return parse_bool(value, name=name, default=False)
+
+
+def _seconds(value: Any, name: str) -> float:
+    return parse_float(value, name=name, default=MAX_SECONDS)
+
+
+def _names(value: Any, name: str) -> list[str]:
+    return parse_list(value, name=name)
+
+
+_FLAGS = ("tls", "tls_verify", "no_host_key_check", "allow_host_key_change", "look_for_keys", "compress")
+_TEXTS = _TLS_MATERIAL + ("ssh_conn_id", "key_file", "private_key", "private_key_passphrase", "known_hosts")
+_HOOK_TEXTS = ("engine_conn_id", "network", "namespace", "snapshotter", "platform")
+EXTRA_PARSERS: dict[str, Callable[[Any, str], Any]] = {
+    **dict.fromkeys(_FLAGS, _flag),
+    **dict.fromkeys(("conn_timeout", "timeout", "transfer_timeout"), _seconds),
+    **dict.fromkeys(("registry_conn_ids", "context_roots", "secret_roots"), _names),
+    **dict.fromkeys(_TEXTS + _HOOK_TEXTS, _text),
+    "socket_path": _remote_path,
+    "host_key": parse_host_key,
+    "ciphers": _parse_ciphers,
+    "disabled_algorithms": _parse_algorithms,
+}
+"""Each known extra's parser: ``(value, name) -> parsed value``, raising EndpointError naming both."""
+
+
+def parse_ssh_extras(extras: Mapping[str, Any], *, username: str | None = None) -> SSHConfig:
+    """SSH settings from extras named as in apache-airflow-providers-ssh (raw or already parsed)."""
+    x = {n: EXTRA_PARSERS[n](v, n) for n, v in extras.items() if n in SSH_EXTRAS and not _unset(v)}
+    return SSHConfig(
+        username=username or None,
+        private_key=x.get("private_key"),
+        private_key_passphrase=x.get("private_key_passphrase"),
+        key_file=x.get("key_file"),
+        host_key=x.get("host_key"),
+        known_hosts=x.get("known_hosts"),
+        no_host_key_check=x.get("no_host_key_check", False),
+        allow_host_key_change=x.get("allow_host_key_change", False),
+        look_for_keys=x.get("look_for_keys", True),
+        conn_timeout=x.get("conn_timeout", 10.0),
+        ciphers=x.get("ciphers"),
+        disabled_algorithms=x.get("disabled_algorithms"),
+        compress=x.get("compress", False),
+    )
+
+
+# --- URLs ------------------------------------------------------------------------------------
+
+
+def _parse(url: str | None, kind: Kind, extras: dict[str, Any]) -> Endpoint:
+    url = "" if url is None else url
+    if not isinstance(url, str):
+        raise EndpointError(f"the {kind} endpoint must be a URL string, got a {type(url).__name__}")
+    url = url.strip()
+    if not url:
+        raise EndpointError(f"empty {kind} endpoint; expected e.g. {EXAMPLES[kind]}")
+    bad_at = next((i for i, c in enumerate(url) if c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if bad_at is not None:
+        raise _bad(url, kind, f"a space or control character at position {bad_at}")
+    if url.startswith("docker://"):
+        if kind != "buildkit":
+            raise _bad(url, kind, "docker:// names the BuildKit inside an engine; an engine endpoint is unix://, tcp:// or ssh://")
+        inner = url[len("docker://") :]
+        return Endpoint(scheme="docker", engine=_parse(inner, "engine", extras) if inner else None)
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        raise _bad(url, kind, "missing scheme")
+    if scheme == "unix":
+        return _parse_unix(url, kind)
+    if scheme == "tcp":
+        return _parse_tcp(url, kind, extras)
+    if scheme == "ssh":
+        return _parse_ssh(url, kind, extras)
+    raise _bad(url, kind, f"unknown scheme {scheme!r}")
 
 
 def _parse_unix(url: str, kind: Kind) -> Endpoint:
@@ -205,102 +432,114 @@ def _parse_unix(url: str, kind: Kind) -> Endpoint:
 
 
 def _parse_tcp(url: str, kind: Kind, extras: Mapping[str, Any]) -> Endpoint:
-    parts = _split(url, kind)
-    if parts.path not in ("", "/") or parts.query or parts.username:
+    parts, host, port = _split(url, kind)
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
         raise _bad(url, kind, "a tcp endpoint is only host and port")
     tls = _parse_tls(extras)
     default_port = 2376 if tls else 2375
-    return Endpoint(scheme="tcp", host=parts.hostname or "", port=_port(parts, url, kind) or default_port, tls=tls)
+    return Endpoint(scheme="tcp", host=host, port=port or default_port, tls=tls)
 
 
 def _parse_ssh(url: str, kind: Kind, extras: Mapping[str, Any]) -> Endpoint:
-    parts = _split(url, kind)
-    if parts.password:
+    parts, host, port = _split(url, kind)
+    if parts.password is not None:
         raise _bad(url, kind, "put the SSH password in the connection's password field, not in the URL")
-    socket_path = parts.path or str(extras.get("socket_path") or "") or DEFAULT_SOCKETS[kind]
-    if not socket_path.startswith("/"):
-        raise _bad(url, kind, f"remote socket path {socket_path!r} must be absolute")
+    if parts.query or parts.fragment:
+        raise _bad(url, kind, "an ssh endpoint has no ?query or #fragment; the remote socket is the URL path")
     return Endpoint(
         scheme="ssh",
-        address=socket_path,
-        host=parts.hostname or "",
-        port=_port(parts, url, kind) or 22,
+        address=parts.path or extras.get("socket_path") or DEFAULT_SOCKETS[kind],
+        host=host,
+        port=port or 22,
         ssh=parse_ssh_extras(extras, username=parts.username),
-    )
-
-
-def parse_ssh_extras(extras: Mapping[str, Any], *, username: str | None = None) -> SSHConfig:
-    """SSH settings from extras named as in apache-airflow-providers-ssh."""
-    ciphers = extras.get("ciphers")
-    if isinstance(ciphers, str):
-        ciphers = _json_or(ciphers, ciphers.split(","), name="ciphers")
-    disabled = extras.get("disabled_algorithms")
-    if isinstance(disabled, str):
-        disabled = _json_or(disabled, None, name="disabled_algorithms")
-    if disabled is not None and not isinstance(disabled, Mapping):
-        raise EndpointError(f"extra 'disabled_algorithms' must be a JSON object, got {disabled!r}")
-    return SSHConfig(
-        username=username or None,
-        private_key=extras.get("private_key") or None,
-        private_key_passphrase=extras.get("private_key_passphrase") or None,
-        key_file=extras.get("key_file") or None,
-        host_key=extras.get("host_key") or None,
-        known_hosts=extras.get("known_hosts") or None,
-        no_host_key_check=parse_bool(extras.get("no_host_key_check"), name="no_host_key_check", default=False),
-        allow_host_key_change=parse_bool(
-            extras.get("allow_host_key_change"), name="allow_host_key_change", default=False
-        ),
-        look_for_keys=parse_bool(extras.get("look_for_keys"), name="look_for_keys", default=True),
-        conn_timeout=parse_float(extras.get("conn_timeout"), name="conn_timeout", default=10.0),
-        ciphers=tuple(c.strip() for c in ciphers if c.strip()) if ciphers else None,
-        disabled_algorithms=disabled,
-        compress=parse_bool(extras.get("compress"), name="compress", default=False),
     )
 
 
 def _parse_tls(extras: Mapping[str, Any]) -> TLSConfig | None:
     """TLS is on unless ``tls`` is explicitly false; verification likewise."""
-    if not parse_bool(extras.get("tls"), name="tls", default=True):
-        given = [name for name in TLS_EXTRAS[1:] if extras.get(name)]
+    if not extras.get("tls", True):
+        given = [name for name in _TLS_MATERIAL if name in extras]
         if given:
             raise EndpointError(f"extra 'tls' is false but TLS extras are set: {', '.join(given)}")
         return None
     return TLSConfig(
-        verify=parse_bool(extras.get("tls_verify"), name="tls_verify", default=True),
-        ca_cert=extras.get("tls_ca_cert") or None,
-        client_cert=extras.get("tls_client_cert") or None,
-        client_key=extras.get("tls_client_key") or None,
-        server_hostname=extras.get("tls_hostname") or None,
+        verify=extras.get("tls_verify", True),
+        ca_cert=extras.get("tls_ca_cert"),
+        client_cert=extras.get("tls_client_cert"),
+        client_key=extras.get("tls_client_key"),
+        server_hostname=extras.get("tls_hostname"),
     )
 
 
-def _split(url: str, kind: Kind):
-    parts = urlsplit(url)
+def _split(url: str, kind: Kind) -> tuple[SplitResult, str, int | None]:
+    """urlsplit, with its ValueErrors (bad brackets, bad port) turned into our message."""
     try:
-        parts.port  # noqa: B018 - validates the port
-    except ValueError:
-        raise _bad(url, kind, "the port must be a number from 1 to 65535") from None
-    if not parts.hostname:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        port_error = "port" in str(exc).lower()
+        why = "the port must be a number from 1 to 65535" if port_error else f"malformed host ({exc})"
+        raise _bad(url, kind, why) from None
+    if not host:
         raise _bad(url, kind, "missing host")
-    return parts
-
-
-def _port(parts, url: str, kind: Kind) -> int | None:
-    if parts.port == 0:
+    if port == 0:
         raise _bad(url, kind, "the port must be a number from 1 to 65535")
-    return parts.port
+    return parts, host, port
 
 
-def _json_or(text: str, fallback: Any, *, name: str) -> Any:
-    text = text.strip()
-    if text[:1] in "[{":
-        try:
-            return json.loads(text)
-        except ValueError:
-            raise EndpointError(f"extra {name!r} is not valid JSON: {text!r}") from None
-    if fallback is None:
-        raise EndpointError(f"extra {name!r} must be JSON, got {text!r}")
-    return fallback
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _unset(value: Any) -> bool:
+    """None and "" are what Airflow's form saves for an empty field."""
+    return value is None or (isinstance(value, str) and value == "")
+
+
+def _warn_unknown(name: str, kind: str) -> None:
+    other = sorted(k for k, names in KNOWN_EXTRAS.items() if k != kind and name in names)
+    if other:
+        log.warning("extra %r is not used by %s connections (it is for %s); ignored", name, kind, " and ".join(other))
+        return
+    close = difflib.get_close_matches(name, sorted(KNOWN_EXTRAS[kind]), n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(KNOWN_EXTRAS[kind]))}"
+    log.warning("unknown extra %r is ignored by %s connections (%s)", name, kind, hint)
+
+
+def _shown(name: str, value: Any) -> str:
+    """A value for a message: quoted and cut short, or only its type for a secret."""
+    if name in SECRET_EXTRAS:
+        return f"a value of type {type(value).__name__} (not shown)"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _json(text: str, *, name: str, want: type) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise EndpointError(f"extra {name!r} is not valid JSON: {text!r}") from None
+    if not isinstance(value, want):
+        raise EndpointError(f"extra {name!r} must be a JSON {'list' if want is list else 'object'}, got {text!r}")
+    return value
+
+
+def _b64(text: str) -> bytes | None:
+    try:
+        return base64.b64decode(text, validate=True) or None
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _ssh_string(blob: bytes) -> str | None:
+    """The leading SSH ``string`` of a key blob (its type), if the blob holds one."""
+    size = int.from_bytes(blob[:4], "big") if len(blob) >= 4 else -1
+    if size <= 0 or 4 + size > len(blob):
+        return None
+    try:
+        text = blob[4 : 4 + size].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return text if _KEY_TYPE.fullmatch(text) else None
 
 
 def _host_port(host: str, port: int | None) -> str:
@@ -308,14 +547,10 @@ def _host_port(host: str, port: int | None) -> str:
     return f"{shown}:{port}" if port else shown
 
 
+def _quote(url: str) -> str:
+    """repr with whitespace escaped, so :func:`redact` sees a secret whole."""
+    return repr(url).replace(" ", "\\x20")
+
+
 def _bad(url: str, kind: Kind, why: str) -> EndpointError:
-    return EndpointError(f"invalid {kind} endpoint {_redacted(url)!r}: {why}; expected e.g. {EXAMPLES[kind]}")
-
-
-def _redacted(url: str) -> str:
-    """The URL as a user typed it, but never with a password (error messages reach task logs)."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    return url.replace(f":{password}@", ":***@") if password else url
+    return EndpointError(f"invalid {kind} endpoint {_quote(url)}: {why}; expected e.g. {EXAMPLES[kind]}")

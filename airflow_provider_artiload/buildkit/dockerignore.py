@@ -14,11 +14,22 @@ from __future__ import annotations
 
 import os
 import posixpath
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["MatchInfo", "Pattern", "PatternMatcher", "go_clean", "go_match_name", "read_dockerignore"]
+from airflow_provider_artiload.exceptions import BuildError
+
+__all__ = [
+    "Glob",
+    "MatchInfo",
+    "Pattern",
+    "PatternError",
+    "PatternMatcher",
+    "go_clean",
+    "go_match_name",
+    "read_dockerignore",
+]
 
 # Go's unicode.IsSpace set, used by strings.TrimSpace (str.strip() also strips \x1c-\x1f).
 _GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
@@ -80,27 +91,122 @@ def read_dockerignore(source: str | bytes | os.PathLike[str] | os.PathLike[bytes
     return patterns
 
 
-def _parse_class(pat: str, pos: int) -> tuple[str, int]:
+class PatternError(BuildError, ValueError):
+    """A pattern Docker would reject (``filepath.ErrBadPattern``); names the pattern and its file."""
+
+
+# Character tests of the automaton. A class is (negated, ((low, high), ...)).
+_NOT_SLASH, _NOT_NEWLINE = "not-slash", "not-newline"  # Go regexp "[^/]" and "." (which excludes \n)
+_Test = str | tuple[bool, tuple[tuple[str, str], ...]]
+# Instructions: ("one", test) consumes a char; ("loop", test) consumes any number; ("skip", n) may jump n ahead.
+_Op = tuple[str, Any]
+_CACHE_LIMIT = 4096  # DFA transitions kept per pattern; beyond it the cache restarts (time stays linear)
+
+
+def _accepts(test: _Test, ch: str) -> bool:
+    if test == _NOT_SLASH:
+        return ch != "/"
+    if test == _NOT_NEWLINE:
+        return ch != "\n"
+    if isinstance(test, str):
+        return ch == test
+    negated, ranges = test
+    return any(low <= ch <= high for low, high in ranges) != negated
+
+
+class Glob:
+    """A compiled pattern run as an automaton: a set of positions, never backtracking.
+
+    Python's ``re`` backtracks, so ``*a*a*a*a*a*b`` against a long name takes
+    exponential time; a ``.dockerignore`` comes from the repository being
+    built, so that would let a commit freeze the worker. Here each character
+    advances a set of at most ``len(ops) + 1`` positions: O(pattern x path).
+    Transitions are memoised per (set, character), a lazily built DFA, so
+    ordinary patterns cost one dict lookup per character.
+    """
+
+    def __init__(self, ops: Sequence[_Op]) -> None:
+        self.ops: tuple[_Op, ...] = tuple(ops)
+        self._cache: dict[tuple[frozenset[int], str], frozenset[int]] = {}
+        self._start = self._closure({0})
+
+    def match(self, text: str) -> bool:
+        """True if the whole of ``text`` matches (Go ``regexp`` anchored with ``^...$``)."""
+        return self._final(text, parents=False)
+
+    def match_or_parent(self, text: str) -> bool:
+        """True if ``text`` or a prefix of it ending before a ``/`` matches, in one pass."""
+        return self._final(text, parents=True)
+
+    def work(self, text: str) -> int:
+        """Positions visited matching ``text`` without the memo: the cost bound the tests check."""
+        states, visited = self._start, len(self._start)
+        for ch in text:
+            states = self._advance(states, ch)
+            visited += len(states) + 1
+        return visited
+
+    def _final(self, text: str, *, parents: bool) -> bool:
+        end, states, cache = len(self.ops), self._start, self._cache
+        for ch in text:
+            if parents and ch == "/" and end in states:
+                return True
+            key = (states, ch)
+            nxt = cache.get(key)
+            if nxt is None:
+                if len(cache) >= _CACHE_LIMIT:
+                    cache.clear()
+                nxt = cache[key] = self._advance(states, ch)
+            if not nxt:
+                return False
+            states = nxt
+        return end in states
+
+    def _advance(self, states: frozenset[int], ch: str) -> frozenset[int]:
+        nxt: set[int] = set()
+        for pos in states:
+            if pos < len(self.ops):
+                op, arg = self.ops[pos]
+                if op != "skip" and _accepts(arg, ch):
+                    nxt.add(pos + 1 if op == "one" else pos)
+        return self._closure(nxt)
+
+    def _closure(self, states: set[int]) -> frozenset[int]:
+        """Add the positions reachable without consuming: past a loop, over a skippable group."""
+        todo, seen = list(states), set(states)
+        while todo:
+            pos = todo.pop()
+            if pos >= len(self.ops):
+                continue
+            op, arg = self.ops[pos]
+            targets = (pos + 1,) if op == "loop" else (pos + 1, pos + arg) if op == "skip" else ()
+            for target in targets:
+                if target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        return frozenset(seen)
+
+
+def _parse_class(pat: str, pos: int) -> tuple[_Test, int]:
     """Parse a ``[...]`` class whose ``[`` is at ``pat[pos-1]``, as Go's ``matchChunk``.
 
-    Returns a Python regex class and the index after ``]``; raises ValueError
-    where ``filepath.Match`` returns ErrBadPattern.
+    Returns the class test and the index after ``]``; raises ValueError where
+    ``filepath.Match`` returns ErrBadPattern (and for a reversed range).
     """
     n = len(pat)
-    out = "["
-    if pos < n and pat[pos] == "^":
-        out += "^"
-        pos += 1
-    ranges = 0
+    negated = pos < n and pat[pos] == "^"
+    pos += negated
+    ranges: list[tuple[str, str]] = []
     while True:
         if pos < n and pat[pos] == "]" and ranges:
-            return out + "]", pos + 1
+            return (negated, tuple(ranges)), pos + 1
         low, pos = _class_char(pat, pos)
         high = low
         if pat[pos] == "-":
             high, pos = _class_char(pat, pos + 1)
-        out += re.escape(low) + ("-" + re.escape(high) if high != low else "")
-        ranges += 1
+        if high < low:
+            raise ValueError(f"bad character range {low}-{high}")
+        ranges.append((low, high))
 
 
 def _class_char(pat: str, pos: int) -> tuple[str, int]:
@@ -116,7 +222,11 @@ def _class_char(pat: str, pos: int) -> tuple[str, int]:
     return pat[pos], pos + 1
 
 
-def _compile(pat: str, double_star: bool = True) -> tuple[str, re.Pattern[str] | None]:
+# "**/" in the middle: any run (even of "/") that ends with "/", or nothing -- Go's "(.*/)?".
+_ANY_DIRS: tuple[_Op, ...] = (("skip", 3), ("loop", _NOT_NEWLINE), ("one", "/"))
+
+
+def _compile(pat: str, double_star: bool = True) -> tuple[str, Glob | None]:
     """Classify and translate a cleaned pattern like ``Pattern.compile`` upstream.
 
     ``*`` and ``?`` never match ``/``; ``**`` matches any number of directories
@@ -124,7 +234,8 @@ def _compile(pat: str, double_star: bool = True) -> tuple[str, re.Pattern[str] |
     match; a leading ``**`` followed by plain text is a suffix match.  With
     ``double_star=False`` (Go ``filepath.Match``) ``**`` is just ``*``.
     """
-    out, kind, pos, n, i = [], _EXACT, 0, len(pat), 0
+    ops: list[_Op] = []
+    kind, pos, n, i = _EXACT, 0, len(pat), 0
     while pos < n:
         ch = pat[pos]
         pos += 1
@@ -132,51 +243,45 @@ def _compile(pat: str, double_star: bool = True) -> tuple[str, re.Pattern[str] |
             pos += 1
             if pos < n and pat[pos] == "/":
                 pos += 1
-            if pos == n:
-                if kind == _EXACT:
-                    kind = _PREFIX
-                else:
-                    out.append(".*")
-                    kind = _REGEX
+            if pos == n and kind == _EXACT:
+                kind = _PREFIX
             else:
-                out.append("(?:.*/)?")
+                ops += [("loop", _NOT_NEWLINE)] if pos == n else _ANY_DIRS
                 kind = _REGEX
             if i == 0:
                 kind = _SUFFIX
         elif ch == "*":
             while not double_star and pos < n and pat[pos] == "*":
                 pos += 1
-            out.append("[^/]*")
+            ops.append(("loop", _NOT_SLASH))
             kind = _REGEX
         elif ch == "?":
-            out.append("[^/]")
+            ops.append(("one", _NOT_SLASH))
             kind = _REGEX
         elif ch == "\\":
             if pos >= n:
                 raise ValueError("trailing backslash")
-            out.append(re.escape(pat[pos]))
+            ops.append(("one", pat[pos]))
             pos += 1
             kind = _REGEX
         elif ch == "[":
-            cls, pos = _parse_class(pat, pos)
-            out.append(cls)
-            kind = _REGEX
-        elif ch == "]":
-            out.append(r"\]")
+            test, pos = _parse_class(pat, pos)
+            ops.append(("one", test))
             kind = _REGEX
         else:
-            out.append(re.escape(ch))
+            ops.append(("one", ch))
+            kind = _REGEX if ch == "]" else kind
         i += 1
-    return kind, (re.compile("".join(out)) if kind == _REGEX or not double_star else None)
+    return kind, (Glob(ops) if kind == _REGEX or not double_star else None)
 
 
 def go_match_name(pattern: str, name: str) -> bool:
     """Go ``filepath.Match`` for one path element (used by FollowPaths wildcards)."""
     try:
-        regex = _compile(pattern, double_star=False)[1]
-    except (ValueError, re.error):
+        glob = _compile(pattern, double_star=False)[1]
+    except ValueError:
         return False  # upstream ignores the error there: `ok, _ := filepath.Match(...)`
-    return regex is not None and regex.fullmatch(name) is not None
+    return glob is not None and glob.match(name)
 
 
 @dataclass(frozen=True)
@@ -186,7 +291,7 @@ class Pattern:
     text: str
     exclusion: bool
     kind: str
-    regex: re.Pattern[str] | None
+    glob: Glob | None
 
     def match(self, path: str) -> bool:
         if self.kind == _EXACT:
@@ -197,8 +302,29 @@ class Pattern:
             suffix = self.text[2:]
             # Upstream quirk kept: "**foo" is a plain suffix test, so it matches "xfoo".
             return path.endswith(suffix) or (suffix.startswith("/") and path == suffix[1:])
-        assert self.regex is not None
-        return self.regex.fullmatch(path) is not None
+        assert self.glob is not None
+        return self.glob.match(path)
+
+    def match_or_parent(self, path: str) -> bool:
+        """``match`` on ``path`` or any parent directory of it (``a``, ``a/b`` for ``a/b/c``), without re-scanning."""
+        if self.kind == _REGEX:
+            assert self.glob is not None
+            return self.glob.match_or_parent(path)
+        if self.match(path):
+            return True
+        if self.kind == _EXACT:
+            size = len(self.text)
+            return len(path) > size and path[size] == "/" and path.startswith(self.text)
+        if self.kind == _SUFFIX:
+            return any(self._suffix_matches_prefix(path, i) for i, c in enumerate(path) if c == "/")
+        return False  # a prefix match on a parent is a prefix match on the path
+
+    def _suffix_matches_prefix(self, path: str, end: int) -> bool:
+        """The suffix test on ``path[:end]``, without slicing."""
+        suffix = self.text[2:]
+        if path.endswith(suffix, 0, end):
+            return True
+        return suffix.startswith("/") and end == len(suffix) - 1 and path.startswith(suffix[1:])
 
     def without_trailing_glob(self) -> str:
         """fsutil's ``patternWithoutTrailingGlob``: drop one ``/**`` then one ``/*``."""
@@ -223,7 +349,7 @@ class PatternMatcher:
     the ``.dockerignore`` normalisation (leading ``/`` etc.).
     """
 
-    def __init__(self, patterns: Iterable[str]) -> None:
+    def __init__(self, patterns: Iterable[str], *, source: str = ".dockerignore") -> None:
         parsed: list[Pattern] = []
         for raw in patterns:
             text = raw.strip(_GO_SPACE)
@@ -233,13 +359,13 @@ class PatternMatcher:
             exclusion = text.startswith("!")
             if exclusion:
                 if len(text) == 1:
-                    raise ValueError(f"illegal exclusion pattern: {raw!r}")
+                    raise PatternError(f"illegal exclusion pattern {raw!r} in {source}: '!' needs a pattern after it")
                 text = text[1:]
             try:
-                kind, regex = _compile(text)
-            except (ValueError, re.error) as exc:
-                raise ValueError(f"bad pattern {raw!r}: {exc}") from exc
-            parsed.append(Pattern(text, exclusion, kind, regex))
+                kind, glob = _compile(text)
+            except ValueError as exc:
+                raise PatternError(f"bad pattern {raw!r} in {source}: {exc}") from None
+            parsed.append(Pattern(text, exclusion, kind, glob))
         self.patterns: Sequence[Pattern] = tuple(parsed)
         self.has_exclusions = any(p.exclusion for p in parsed)
 
@@ -252,13 +378,11 @@ class PatternMatcher:
         path = go_clean(path)
         if path == ".":
             return False  # upstream: "don't let them exclude everything"
-        parents = path.split("/")[:-1]
-        prefixes = ["/".join(parents[: k + 1]) for k in range(len(parents))]
         matched = False
         for pat in self.patterns:
             if pat.exclusion != matched:
                 continue  # only patterns that could flip the current answer
-            if pat.match(path) or any(pat.match(p) for p in prefixes):
+            if pat.match_or_parent(path):
                 matched = not pat.exclusion
         return matched
 
@@ -281,10 +405,7 @@ class PatternMatcher:
                 if pat.exclusion != matched:
                     info.append(False)
                     continue
-                hit = pat.match(path)
-                if not hit and not parent and "/" in path:
-                    parents = path.split("/")[:-1]
-                    hit = any(pat.match("/".join(parents[: k + 1])) for k in range(len(parents)))
+                hit = pat.match_or_parent(path) if not parent else pat.match(path)
             info.append(hit)
             if hit:
                 matched = not pat.exclusion

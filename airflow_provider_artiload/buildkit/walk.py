@@ -130,7 +130,7 @@ def walk(
         targets = follow_links(root_b, follow)
         if targets is not None:  # fsutil: a "." among them drops the include filter
             includes = _dedupe(includes + targets) or []
-    inc = PatternMatcher(includes) if includes else None
+    inc = PatternMatcher(includes, source="include-patterns") if includes else None
     exc = PatternMatcher(excludes) if excludes else None
     return _walk(root_b, inc, exc)
 

@@ -9,8 +9,6 @@ itself, mirroring ``paramiko.Transport.open_channel`` (checked on paramiko
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import errno
 import getpass
@@ -27,7 +25,7 @@ from typing import Any
 import paramiko
 from paramiko.common import cMSG_CHANNEL_OPEN
 
-from airflow_provider_artiload.endpoints import Endpoint, SSHConfig
+from airflow_provider_artiload.endpoints import Endpoint, SSHConfig, split_host_key
 from airflow_provider_artiload.exceptions import ConnectError, HostKeyError, SSHAuthError
 from airflow_provider_artiload.transport.base import ByteCounter, Stream
 
@@ -260,16 +258,14 @@ def load_private_key(text: str, passphrase: str | None) -> paramiko.PKey:
 
 
 def parse_host_key(value: str, *, where: str) -> paramiko.PKey:
-    """A host key from ``type base64``, a bare base64 blob or a known_hosts line."""
-    fields = value.split()
-    blob_text = fields[-1] if len(fields) < 3 else fields[2]
+    """The paramiko key for a host_key extra; its text was checked by ``endpoints.split_host_key``."""
+    key_type, blob = split_host_key(value)
     try:
-        blob = base64.b64decode(blob_text, validate=True)
-        key_type = paramiko.Message(blob).get_text()
         return paramiko.PKey.from_type_string(key_type, blob)
-    except (binascii.Error, paramiko.SSHException, UnicodeDecodeError, ValueError, TypeError, IndexError):
+    except (paramiko.SSHException, UnicodeDecodeError, ValueError, TypeError, IndexError):
         raise HostKeyError(
-            f"{where}: host_key extra is not a public key: {value[:40]!r} (expected e.g. 'ssh-ed25519 AAAAC3...')"
+            f"{where}: host_key extra is not a valid {key_type} public key: {value[:40]!r} "
+            "(expected e.g. 'ssh-ed25519 AAAAC3...', as ssh-keyscan prints it)"
         ) from None
 
 

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import posixpath
+import random
+import re
+import time
 from pathlib import Path
 
 import pytest
 
 from airflow_provider_artiload.buildkit.dockerignore import (
+    PatternError,
     PatternMatcher,
+    _compile,
     go_clean,
     go_match_name,
     read_dockerignore,
 )
+from airflow_provider_artiload.exceptions import BuildError
 
 
 def _via_parent_results(pm: PatternMatcher, path: str) -> bool:
@@ -273,3 +279,100 @@ def test_go_clean(raw: str, clean: str) -> None:
 )
 def test_go_match_name(pattern: str, name: str, matched: bool) -> None:
     assert go_match_name(pattern, name) is matched
+
+
+# --- hardening: bad patterns are build errors, matching never backtracks -------------------
+
+
+@pytest.mark.parametrize("bad", ["[", "a[", "[abc", "[^", "x/[a-", "[\\", "[z-a]", "\\", "!"])
+def test_bad_patterns_are_build_errors_naming_the_pattern_and_the_file(bad: str) -> None:
+    with pytest.raises(BuildError) as info:
+        PatternMatcher(["ok", bad])
+    message = str(info.value)
+    assert repr(bad) in message and ".dockerignore" in message
+    assert isinstance(info.value, PatternError)
+
+
+def test_the_source_of_the_patterns_is_named() -> None:
+    with pytest.raises(PatternError, match="in include-patterns"):
+        PatternMatcher(["[unterminated"], source="include-patterns")
+
+
+# Patterns that make a backtracking regex engine take exponential or high-polynomial time.
+PATHOLOGICAL = [
+    ("*a*a*a*a*a*a*a*a*a*b", "a" * 20_000),
+    ("*a*a*a*a*a*a*a*a*a*b", "/".join(["a" * 200] * 100)),
+    ("**/**/**/**/**/x", "a/" * 10_000 + "y"),
+    ("**/**/**/**/**/**/**/**/x?", "ab/" * 5_000 + "zz"),
+    ("?" * 300 + "b", "a" * 20_000),
+    ("*" * 50 + "b", "a" * 20_000),
+    ("a**a**a**a**a**a**a**b", "a" * 5_000),
+    ("[a-z]*[a-z]*[a-z]*[a-z]*[a-z]*[a-z]*!", "q" * 20_000),
+    ("x/" + "\\a*" * 30 + "c", "x/" + "a" * 20_000),
+]
+
+
+@pytest.mark.parametrize(("pattern", "path"), PATHOLOGICAL)
+def test_pathological_patterns_cost_at_most_pattern_times_path(pattern: str, path: str) -> None:
+    glob, path = _compile(pattern)[1], path[:2_000]  # the bound is per character; the memo-free run is slow
+    assert glob is not None
+    assert glob.work(path) <= (len(glob.ops) + 2) * (len(path) + 1)  # the automaton's bound: no backtracking
+
+
+@pytest.mark.parametrize(("pattern", "path"), PATHOLOGICAL)
+def test_pathological_patterns_finish_quickly(pattern: str, path: str) -> None:
+    pm = PatternMatcher([pattern])
+    start = time.perf_counter()
+    pm.matches(path)
+    pm.match_with_parent(path)
+    assert time.perf_counter() - start < 2.0  # Python's re took longer than 20 s on 200 characters of the first
+
+
+def test_deep_paths_check_parents_in_one_pass() -> None:
+    """MatchesOrParentMatches tests every parent: done by one scan, not one match per parent."""
+    path = "/".join(["d"] * 20_000) + "/f"
+    glob = _compile("*/x?")[1]
+    assert glob is not None and not glob.match_or_parent(path)
+    start = time.perf_counter()
+    for pattern in ("d/d/q*", "**d/q", "d/d/d/q", "*/q"):
+        assert PatternMatcher([pattern]).matches(path) is False
+    assert PatternMatcher(["d/d/d"]).matches(path) is True
+    assert time.perf_counter() - start < 2.0
+
+
+def _reference_regex(pat: str) -> re.Pattern[str] | None:
+    """The straightforward regex translation (Go's compile), for short inputs only: a test oracle."""
+    out, kind, pos, i = "", "exact", 0, 0
+    while pos < len(pat):
+        ch, pos = pat[pos], pos + 1
+        if ch == "*" and pat[pos : pos + 1] == "*":
+            pos += 2 if pat[pos + 1 : pos + 2] == "/" else 1
+            if pos >= len(pat) and kind == "exact":
+                kind = "prefix"
+            else:
+                out, kind = out + (".*" if pos >= len(pat) else "(?:.*/)?"), "regex"
+            kind = "suffix" if i == 0 else kind
+        elif ch in "*?":
+            out, kind = out + ("[^/]*" if ch == "*" else "[^/]"), "regex"
+        elif ch == "\\":
+            out, pos, kind = out + re.escape(pat[pos]), pos + 1, "regex"
+        elif ch == "[":
+            end = pat.index("]", pos + 1)
+            out, pos, kind = out + "[" + pat[pos:end].replace("\\", "\\\\") + "]", end + 1, "regex"
+        else:
+            out, kind = out + re.escape(ch), ("regex" if ch == "]" else kind)
+        i += 1
+    return re.compile(out) if kind == "regex" else None
+
+
+def test_the_automaton_agrees_with_a_regex_translation_on_random_patterns() -> None:
+    rng = random.Random(11)
+    atoms = ["a", "b", "/", "*", "**", "**/", "?", "[ab]", "[^a]", "\\*", ".", "]"]
+    for _ in range(3_000):
+        pattern = "".join(rng.choice(atoms) for _ in range(rng.randint(1, 6)))
+        path = "".join(rng.choice("ab/.*\n") for _ in range(rng.randint(0, 8)))
+        kind, glob = _compile(pattern)
+        oracle = _reference_regex(pattern)
+        if kind == "regex":
+            assert oracle is not None and glob is not None
+            assert glob.match(path) is (oracle.fullmatch(path) is not None), (pattern, path)
