@@ -1,4 +1,8 @@
-"""Regenerate artiload's BuildKit gRPC modules from ``airflow_provider_artiload/buildkit/_proto/*.proto``.
+"""Regenerate artiload's gRPC modules from its own ``.proto`` files.
+
+Two packages: ``airflow_provider_artiload/buildkit/_proto/`` and
+``airflow_provider_artiload/containerd/_proto/``; each is generated on its own
+(its own ``-I``), so their files never import each other.
 
     python scripts/generate_protos.py            # rewrite the committed modules
     python scripts/generate_protos.py --check    # exit 1 if they differ (what CI runs as a test)
@@ -16,7 +20,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-PROTO_DIR = Path(__file__).resolve().parents[1] / "airflow_provider_artiload" / "buildkit" / "_proto"
+PACKAGE = Path(__file__).resolve().parents[1] / "airflow_provider_artiload"
+PROTO_DIR = PACKAGE / "buildkit" / "_proto"
+CONTAINERD_PROTO_DIR = PACKAGE / "containerd" / "_proto"
+PROTO_DIRS = (PROTO_DIR, CONTAINERD_PROTO_DIR)
 _IMPORT = re.compile(r"^import (\w+_pb2) as (\w+)$", re.MULTILINE)
 
 
@@ -67,13 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only report drift")
     args = parser.parse_args(argv)
     if args.check:
-        stale = drift()
+        stale = [f"{d.parent.name}/{name}" for d in PROTO_DIRS for name in drift(d)]
         if stale:
             print("stale generated modules: " + ", ".join(stale), file=sys.stderr)
             return 1
         return 0
-    for path in generate(PROTO_DIR):
-        print(path)
+    for proto_dir in PROTO_DIRS:
+        for path in generate(proto_dir, proto_dir):
+            print(path)
     return 0
 
 

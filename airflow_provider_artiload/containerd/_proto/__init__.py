@@ -1,0 +1,1 @@
+"""Generated gRPC modules for artiload's own subset of containerd's API (see scripts/generate_protos.py)."""
