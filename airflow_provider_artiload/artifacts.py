@@ -24,6 +24,11 @@ class DockerArchive:
     repo_tags: list[str] = field(default_factory=list)
     layers: list[str] = field(default_factory=list)  # diff IDs, bottom first
     kind: str = DOCKER_ARCHIVE
+    config_digest: str | None = None  # what a classic-store engine calls the image
+    manifest_digest: str | None = None  # what the containerd store calls it (OCI archives)
+    index_digest: str | None = None  # a multi-platform image's index, when there is one
+    format: str | None = None  # docker-archive | oci-archive (OCI layout + manifest.json) | oci-layout
+    hostname: str | None = None  # the worker that wrote a local file (other workers cannot read it)
 
     def to_xcom(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -37,6 +42,10 @@ class DockerArchive:
             raise ArchiveError(f"docker-archive artifact lacks {', '.join(missing)}: {dict(value)!r}")
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in value.items() if k in known})
+
+    def identity(self) -> set[str]:
+        """Every digest the artifact promises the archive's image has (today's and older artifacts alike)."""
+        return {d for d in (self.image_id, self.config_digest, self.manifest_digest, self.index_digest) if d}
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,7 @@ class LoadOutcome:
     seconds: float = 0.0
     layers_sent: int = 0
     layers_skipped: int = 0
+    archive_tags: list[str] = field(default_factory=list)  # tags the archive itself carried, applied by the engine
 
     def to_xcom(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

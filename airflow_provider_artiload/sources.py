@@ -1,14 +1,16 @@
 """Where an archive comes from: a tarball file, or another engine's export.
 
 A source can be streamed more than once (a failed thin load falls back to a
-full one) and says up front what it knows: the image ID, the layers' diff
-IDs, the digest an artifact promised, and, for a file, where each member
-lies, so that layers a target already has are never even read.
+full one) and says up front what it knows: the image (complete for a local
+file, which is indexed first; partial for a remote file or another engine),
+the digests the archive must match, and, for a file, where each member lies,
+so that blobs a target already has are never even read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -16,6 +18,7 @@ from airflow_provider_artiload.artifacts import DockerArchive
 from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.engine.layers import ArchiveLayout, read_layout
 from airflow_provider_artiload.exceptions import ArchiveError
+from airflow_provider_artiload.image import Image, Store, store_of
 from airflow_provider_artiload.storage import Target, exists, is_local_file, read_chunks
 from airflow_provider_artiload.verify import GZIP_MAGIC
 
@@ -23,40 +26,71 @@ from airflow_provider_artiload.verify import GZIP_MAGIC
 @dataclass(frozen=True)
 class SourceInfo:
     label: str
-    image_id: str | None = None
+    image: Image | None = None  # fully known only for an indexed local file
+    expected_ids: frozenset[str] = frozenset()  # digests the archive's image must have
+    ids: dict[str, str] = field(default_factory=dict)  # store -> the ID it will give the image, where known
     diff_ids: list[str] = field(default_factory=list)
     sha256: str | None = None  # the whole archive's digest, when an artifact promised one
     size: int | None = None
-    layer_names: list[str] | None = None  # member name of each layer position, when known up front
     compressed: bool = False  # gzip: passed through as is, so no member can be left out
+    has_legacy_manifest: bool = True  # False: an OCI layout a classic-store engine cannot load as is
+    placeable: bool = True  # can a stream's layers be placed at their headers (legacy or uncompressed blobs)?
+
+    @property
+    def layer_names(self) -> list[str] | None:
+        return [layer.path or "" for layer in self.image.layers] if self.image else None
+
+    def id_for(self, store: Store) -> str | None:
+        return self.ids.get(store)
 
 
 class FileSource:
-    """A docker-archive on the local disk or at a remote path."""
+    """An image archive on the local disk or at a remote path."""
 
-    def __init__(self, path: Target, artifact: DockerArchive | None = None) -> None:
+    def __init__(self, path: Target, artifact: DockerArchive | None = None, *, platform: str | None = None) -> None:
         self.path = path
         self.artifact = artifact
+        self.platform = platform
         self._layout: ArchiveLayout | None = None
 
     def info(self) -> SourceInfo:
         if not exists(self.path):
-            raise ArchiveError(f"archive {self.path} does not exist")
-        try:  # only a local regular file can be indexed (a pipe would be consumed)
-            self._layout = read_layout(self.path) if is_local_file(self.path) else None
+            raise ArchiveError(self._missing())
+        local = is_local_file(self.path)
+        compressed = local and _starts_with(str(self.path), GZIP_MAGIC)
+        try:  # only a local, uncompressed regular file can be indexed (a pipe would be consumed)
+            self._layout = read_layout(str(self.path), self.platform) if local and not compressed else None
         except ArchiveError:
             self._layout = None  # streaming it will say precisely what is wrong
         layout, artifact = self._layout, self.artifact
-        compressed = is_local_file(self.path) and _starts_with(self.path, GZIP_MAGIC)
+        image = layout.image if layout else None
+        ids: dict[str, str] = {}
+        if image is not None:
+            ids = {"classic": image.id_for("classic"), "containerd": image.id_for("containerd")}
+        elif artifact is not None:
+            ids = _artifact_ids(artifact)
         return SourceInfo(
-            compressed=compressed,
             label=str(self.path),
-            image_id=artifact.image_id if artifact else layout.image_id if layout else None,
-            diff_ids=layout.diff_ids if layout else list(artifact.layers) if artifact else [],
+            image=image,
+            expected_ids=frozenset(artifact.identity()) if artifact else frozenset(),
+            ids=ids,
+            diff_ids=image.diff_ids if image else list(artifact.layers) if artifact else [],
             sha256=artifact.sha256 if artifact else None,
             size=artifact.size if artifact else None,
-            layer_names=layout.layer_names if layout else None,
+            compressed=compressed,
+            has_legacy_manifest=layout.has_legacy_manifest if layout else (artifact is None or artifact.format != "oci-layout"),
         )
+
+    def _missing(self) -> str:
+        """Name the likely cause when a local file written on another worker is not here."""
+        message = f"archive {self.path} does not exist"
+        written_on = self.artifact.hostname if self.artifact else None
+        if written_on and is_local_path(self.path) and written_on != socket.gethostname():
+            message += (
+                f" on this worker ({socket.gethostname()}); it was written on {written_on}. Local paths are not "
+                "shared between workers: use an object-storage path (sftp://, s3://...) or a shared volume"
+            )
+        return message
 
     @contextlib.contextmanager
     def open(self, omit: frozenset[str] = frozenset()) -> Iterator[Iterator[bytes]]:
@@ -74,6 +108,21 @@ class FileSource:
         yield read_chunks(self.path, ranges=ranges)  # type: ignore[arg-type]
 
 
+def is_local_path(path: Target) -> bool:
+    return isinstance(path, str)
+
+
+def _artifact_ids(artifact: DockerArchive) -> dict[str, str]:
+    """The IDs an artifact lets us predict without reading the archive."""
+    ids = {}
+    if artifact.config_digest or artifact.format is None:  # older artifacts: image_id was the config digest
+        ids["classic"] = artifact.config_digest or artifact.image_id
+    containerd = artifact.index_digest or artifact.manifest_digest
+    if containerd:
+        ids["containerd"] = containerd
+    return ids
+
+
 def _starts_with(path: str, magic: bytes) -> bool:
     with open(path, "rb") as handle:
         return handle.read(len(magic)) == magic
@@ -88,11 +137,17 @@ class EngineSource:
 
     def info(self) -> SourceInfo:
         inspect = self.client.inspect_image(self.image)
+        store = store_of(self.client.info())
         return SourceInfo(
             label=f"{self.image} on {self.client.url}",
-            image_id=inspect["Id"],
+            expected_ids=frozenset({inspect["Id"]}),
+            ids={store: inspect["Id"]},
             diff_ids=list(inspect.get("RootFS", {}).get("Layers") or []),
             size=inspect.get("Size"),
+            has_legacy_manifest=True,  # every engine's save writes manifest.json
+            # the containerd store exports gzip blobs named by their compressed digest, manifests last:
+            # which blob is which layer is known only at the end, too late to leave any out
+            placeable=store == "classic",
         )
 
     @contextlib.contextmanager

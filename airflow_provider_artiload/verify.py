@@ -1,30 +1,31 @@
-"""Check a docker-archive while it streams, and withhold its end until it passes.
+"""Check an image archive while it streams, and withhold its end until it passes.
 
 What is checked, each byte hashed once:
 - with the whole archive read and a digest promised (an artifact): its sha256;
-- otherwise: each layer that passes against its diff ID (so a thin stream,
-  which leaves layers out, is still checked member by member);
-- always: tar structure, a manifest naming only members that are present
-  (or deliberately left out), and the image ID (the config's digest).
+- the members ``expect`` names (layers no engine will check) against their
+  blob digest and diff ID, through gzip or zstd;
+- always: tar structure as Go reads it, metadata naming only members that are
+  present (or deliberately left out), and the image's identity against every
+  digest promised (:meth:`Image.ids`: config, manifest or index digest).
 The last chunk is held back until all of that passed: a target engine never
 receives the end of a bad archive, so it cannot finish loading it.
 
 A gzip-compressed archive (which ``docker load`` accepts) passes through
-compressed; it is decompressed only for the checks, in bounded pieces.
+compressed; it is decompressed only for the checks, in bounded pieces, every
+gzip member of it, as Go's reader does.
 """
 
 from __future__ import annotations
 
 import hashlib
-import zlib
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
 
 from airflow_provider_artiload.engine.archive import ArchiveIndex, ArchiveScanner, Expect
+from airflow_provider_artiload.engine.digests import Inflater
+from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch
+from airflow_provider_artiload.image import Image
 
 GZIP_MAGIC = b"\x1f\x8b"
-GUNZIP_PIECE = 4 << 20
-from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch
 
 
 class VerifiedArchive:
@@ -37,19 +38,22 @@ class VerifiedArchive:
         where: str,
         expected_sha256: str | None = None,
         expect: Expect | None = None,
-        expected_image_id: str | None = None,
+        expected_ids: Iterable[str] = (),
         omitted: frozenset[str] = frozenset(),
+        platform: str | None = None,
     ) -> None:
         self._chunks = chunks
         self.where = where
         self.expected_sha256 = expected_sha256
-        self.expected_image_id = expected_image_id
+        self.expected_ids = {i for i in expected_ids if i}
         self.omitted = omitted
+        self.platform = platform
         self.scanner = ArchiveScanner(expect=None if expected_sha256 else expect)
         self.size = 0
         self._hash = hashlib.sha256() if expected_sha256 else None
-        self._gunzip: Any = None
+        self._gunzip: Inflater | None = None
         self.index: ArchiveIndex | None = None
+        self.image: Image | None = None
 
     @property
     def sha256(self) -> str | None:
@@ -58,8 +62,8 @@ class VerifiedArchive:
     def __iter__(self) -> Iterator[bytes]:
         held: bytes | None = None
         for chunk in self._chunks:
-            if not self.size and chunk[:2] == GZIP_MAGIC:
-                self._gunzip = zlib.decompressobj(wbits=31)
+            if not self.size and bytes(chunk[:2]) == GZIP_MAGIC:
+                self._gunzip = Inflater("gzip", "the archive")
             self._check(lambda: self._scan(chunk))
             if self._hash is not None:
                 self._hash.update(chunk)
@@ -75,32 +79,28 @@ class VerifiedArchive:
         if self._gunzip is None:
             self.scanner.feed(chunk)
             return
-        try:
-            data = self._gunzip.decompress(chunk, GUNZIP_PIECE)
-            while True:  # a small compressed chunk may inflate hugely: never hold more than one piece
-                self.scanner.feed(data)
-                if not self._gunzip.unconsumed_tail:
-                    break
-                data = self._gunzip.decompress(self._gunzip.unconsumed_tail, GUNZIP_PIECE)
-        except zlib.error as exc:
-            raise ArchiveError(f"corrupt gzip data: {exc}") from None
+        for piece in self._gunzip.feed(chunk):
+            self.scanner.feed(piece)
 
     def _finish(self) -> None:
-        if self._gunzip is not None and not self._gunzip.eof:
-            raise ArchiveError("the gzip stream is truncated")
+        if self._gunzip is not None:
+            self._gunzip.finish()
         index = self.scanner.finish()
-        index.check_complete(self.omitted)
+        image = index.image(self.platform)
+        index.check_complete(self.omitted, self.platform)
         if self.expected_sha256 and self.sha256 != self.expected_sha256:
             raise DigestMismatch(
                 f"sha256 is {self.sha256}, the artifact says {self.expected_sha256}; "
                 "the file changed or is corrupt, nothing was loaded"
             )
-        image_id = index.image_ids()[0]
-        if self.expected_image_id and image_id != self.expected_image_id:
-            raise DigestMismatch(f"the archive holds image {image_id}, expected {self.expected_image_id}")
-        self.index = index
+        if self.expected_ids - image.ids():
+            raise DigestMismatch(
+                f"the archive holds image {image.manifest_digest or image.config_digest} "
+                f"(config {image.config_digest}), expected {', '.join(sorted(self.expected_ids - image.ids()))}"
+            )
+        self.index, self.image = index, image
 
-    def _check(self, step) -> None:
+    def _check(self, step: Callable[[], None]) -> None:
         try:
             step()
         except ArchiveError as exc:

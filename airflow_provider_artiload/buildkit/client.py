@@ -124,7 +124,7 @@ class BuildRequest:
         return attrs
 
     def exporter(self) -> tuple[str, dict[str, str]]:
-        attrs = {"name": self.image} if self.image and self.export in ("image", "docker") else {}
+        attrs = {"name": self.image} if self.image and self.export in ("image", "docker", "oci") else {}
         return EXPORTERS[self.export], attrs
 
 

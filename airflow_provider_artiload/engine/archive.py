@@ -1,27 +1,45 @@
-"""Read a docker-archive as it streams past, without I/O and without buffering it.
+"""Read an image archive as it streams past, as Go's ``archive/tar`` will, without buffering it.
 
 :class:`ArchiveScanner` is fed the tarball's bytes in chunks (any sizes) and
-keeps only tar headers, the small JSON members (manifest, configs) and, when
-asked, a sha256 of every regular member. That is enough to reject an empty,
-garbage, truncated or manifest-less archive *before* the engine sees its last
-byte, and to check each layer against its diff ID.
+keeps only tar headers and the small JSON members (``manifest.json``,
+``index.json``, manifests, configs: recognised by their first byte, so
+archives of many small layer blobs are not mistaken for metadata). That is
+enough to describe the image (:mod:`airflow_provider_artiload.image`), to
+refuse an empty, garbage, truncated or incomplete archive *before* the
+engine sees its last byte, and to check members against digests.
+
+Where Python's reading and the engine's Go reader (``archive/tar``, then
+moby's untar or containerd's importer, both of which ``path.Clean`` names)
+could disagree, the archive is refused: every header is parsed as Go parses
+it (format-specific prefix, strict octal and base-256 numbers, PAX records
+``size``/``path``/``linkpath``, GNU long names and links, header-only types
+that carry no data), and anything Go would resolve differently (duplicate
+names, unsupported entry types, sparse files, data after the end marker,
+links leaving the archive) is an error.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import posixpath
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch
+from airflow_provider_artiload.engine.tarheader import BLOCK, Header, parse_header, parse_pax
+from airflow_provider_artiload.engine.digests import MemberHasher
+from airflow_provider_artiload.exceptions import ArchiveError
+from airflow_provider_artiload.image import Image, Metadata, image_from_archive
 
-BLOCK = 512
-METADATA_LIMIT = 16 << 20  # all JSON members together; more is not a docker-archive
-SMALL_BLOB = 1 << 20
-PAX_LIMIT = 1 << 20
+METADATA_LIMIT = 16 << 20  # all JSON members together
+JSON_MEMBER_LIMIT = 4 << 20  # one JSON member
+EXTENDED_LIMIT = 1 << 20  # one PAX or GNU long-name header, as Go's reader limits it
+MEMBER_LIMIT = 100_000  # entries; a real image archive has a few hundred
+LINK_HOPS = 40  # as the kernel's symlink limit
+DATA_TYPES = (b"0", b"\0")
+LINK_TYPES = (b"1", b"2")
+HEADER_ONLY = (b"1", b"2", b"3", b"4", b"5", b"6")  # Go reads no data for these, whatever the size field says
+EXTENDED = (b"x", b"g", b"L", b"K")
+JSON_START = (b"{", b"[")
 
 
 @dataclass
@@ -31,92 +49,104 @@ class Member:
     name: str
     size: int
     offset: int  # of its data in the archive
+    header_offset: int = 0  # of its first (extended) header
     sha256: str | None = None
+    diff_id: str | None = None
+    head: bytes = b""  # the first bytes: what compression a blob uses
+
+
+@dataclass(frozen=True)
+class Check:
+    """What a member's bytes must hash to: the blob ``digest`` and/or, uncompressed, the ``diff_id``."""
+
+    digest: str | None = None
+    diff_id: str | None = None
+    what: str = "layer"
+    inflate: bool = False  # compute the diff ID even with none to compare yet (checked later by the caller)
 
 
 @dataclass
 class ArchiveIndex:
-    """What a complete scan learned: members, the manifest and the small JSON files."""
+    """What a complete scan learned: members, links and the small JSON files."""
 
     members: dict[str, Member] = field(default_factory=dict)
     metadata: dict[str, bytes] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)  # link name -> the member it resolves to
+    _images: dict[str | None, Image] = field(default_factory=dict, repr=False)
 
     def has(self, name: str) -> bool:
-        """A regular member, or a link to one (docker save links a repeated layer to its first copy)."""
+        """A regular member, or a link to one (older saves link a repeated layer to its first copy)."""
         return name in self.members or self.links.get(name) in self.members
 
-    @property
-    def manifest(self) -> list[dict[str, Any]]:
-        raw = self.metadata.get("manifest.json")
-        if raw is None:
-            raise ArchiveError("not a docker-archive: it has no manifest.json")
-        try:
-            manifest = json.loads(raw)
-        except ValueError as exc:
-            raise ArchiveError(f"manifest.json is not valid JSON: {exc}") from None
-        if not isinstance(manifest, list) or not manifest:
-            raise ArchiveError("manifest.json lists no images")
-        return manifest
-
-    def image_ids(self) -> list[str]:
-        """The image IDs (config digests) the manifest names, in order."""
-        ids = []
-        for entry in self.manifest:
-            config = entry.get("Config", "")
-            raw = self.metadata.get(config)
-            if raw is None:
-                raise ArchiveError(f"manifest.json names config {config!r}, which the archive does not contain")
-            ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
-        return ids
+    def image(self, platform: str | None = None) -> Image:
+        """The image the archive holds (for ``platform``, when it holds several)."""
+        if platform not in self._images:
+            resolved = {**self.members, **{k: self.members[v] for k, v in self.links.items() if v in self.members}}
+            meta = Metadata(
+                self.metadata,
+                sizes={k: m.size for k, m in resolved.items()},
+                heads={k: m.head for k, m in resolved.items()},
+            )
+            self._images[platform] = image_from_archive(meta, platform=platform)
+        return self._images[platform]
 
     @property
     def repo_tags(self) -> list[str]:
-        """The tags the archive's (first) image carries."""
-        return list(self.manifest[0].get("RepoTags") or [])
+        return list(self.image().repo_tags)
 
-    def check_complete(self, omitted: frozenset[str] = frozenset()) -> None:
-        """Every file the manifest names is in the archive, or was left out on purpose (``omitted``)."""
-        for entry in self.manifest:
-            for name in [entry.get("Config", ""), *entry.get("Layers", [])]:
-                if not self.has(name) and name not in omitted:
-                    raise ArchiveError(f"manifest.json names {name!r}, which the archive does not contain")
+    def check_complete(self, omitted: frozenset[str] = frozenset(), platform: str | None = None) -> None:
+        """Every blob the image needs is in the archive, or was left out on purpose (``omitted``)."""
+        image = self.image(platform)
+        needed = [image.config_path or "", *(layer.path or "" for layer in image.layers)]
+        for name in needed:
+            if not self.has(name) and name not in omitted:
+                raise ArchiveError(f"the archive's metadata names {name!r}, which the archive does not contain")
 
 
-Expect = Callable[[str, "ArchiveIndex"], "str | None"]  # (member, what was seen so far) -> digest it must have
-Keep = Callable[[str, "ArchiveIndex"], bool]  # (member, what was seen so far) -> forward it?
+Expect = Callable[[str, ArchiveIndex], "Check | None"]  # (member, what was seen so far) -> what it must hash to
+Keep = Callable[[str, ArchiveIndex], bool]  # (member, what was seen so far) -> forward it?
+AtEnd = Callable[[ArchiveIndex], bytes]  # members to insert before the end-of-archive marker (keep mode)
 
 
 class ArchiveScanner:
     """A push parser for (uncompressed) tar streams.
 
-    ``expect`` names the digest a member must have (a layer's diff ID); a
-    mismatch raises DigestMismatch as soon as that member ends. ``keep``
-    turns the scanner into a filter: :meth:`feed` then returns the pieces to
-    forward, leaving out the members ``keep`` rejects (with their extended
-    headers). Both are asked at a member's header, with the index of what
-    came before it (a layer's small ``json`` precedes its ``layer.tar``).
+    ``expect`` names what a member must hash to (:class:`Check`); a mismatch
+    raises DigestMismatch as soon as that member ends. ``keep`` turns the
+    scanner into a filter: :meth:`feed` then returns the pieces to forward,
+    leaving out the members ``keep`` rejects (with their extended headers),
+    and ``at_end`` may add members before the end marker. Both are asked at
+    a member's header, with the index of what came before it.
     """
 
-    def __init__(self, *, expect: Expect | None = None, keep: Keep | None = None) -> None:
+    def __init__(self, *, expect: Expect | None = None, keep: Keep | None = None, at_end: AtEnd | None = None) -> None:
         self.index = ArchiveIndex()
         self.offset = 0  # bytes consumed
         self._expect = expect
         self._keep = keep
+        self._at_end = at_end
         self._header = bytearray()
-        self._remaining = 0  # data bytes left in the current member
+        self._remaining = 0  # data bytes left in the current entry
         self._padding = 0
-        self._member: Member | None = None
-        self._expected: str | None = None
-        self._hasher: Any = None
-        self._capture: bytearray | None = None
         self._kind = b"0"
+        self._member: Member | None = None
+        self._hasher: MemberHasher | None = None
+        self._capture: bytearray | None = None
+        self._sniff = False  # decide at the first data byte whether the member is JSON
+        self._extended: dict[str, str] = {}  # PAX records for the next entry
         self._long_name: str | None = None
-        self._pax_path: str | None = None
-        self._pending = bytearray()  # extended headers waiting for the member they describe
+        self._long_link: str | None = None
+        self._first_header = 0
+        self._pending = bytearray()  # extended headers waiting for the entry they describe
         self._forward = True
-        self._ended = False
+        self._zeros = 0  # end-of-archive blocks seen
         self._captured = 0
+        self._entries = 0
+        self._raw_links: dict[str, tuple[str, bool]] = {}  # name -> (target as written, symbolic?)
+
+    @property
+    def ended(self) -> bool:
+        return self._zeros > 0
 
     def feed(self, data: bytes | memoryview) -> list[bytes | memoryview]:
         """Consume ``data``; with ``keep``, return what to forward (zero-copy slices where possible)."""
@@ -134,9 +164,11 @@ class ArchiveScanner:
                 self._emit(out, piece)
                 view = view[step:]
                 if not self._remaining and not self._padding:
-                    self._end_member()
-            elif self._ended:
-                self.offset += len(view)  # trailing zero records after the end marker
+                    self._end_entry()
+            elif self._zeros:
+                if any(view):
+                    raise ArchiveError(f"data after the end-of-archive marker at byte {self.offset}")
+                self.offset += len(view)
                 self._emit(out, view)
                 break
             else:
@@ -147,166 +179,248 @@ class ArchiveScanner:
                 if len(self._header) == BLOCK:
                     header = bytes(self._header)
                     self._header.clear()
-                    self._start_member(header, out)
+                    self._start_entry(header, out)
         return out
 
     def finish(self) -> ArchiveIndex:
-        """Call at end of input: raise unless the archive ended cleanly."""
+        """Call at end of input: raise unless the archive ended cleanly; returns the index."""
         if self.offset == 0:
             raise ArchiveError("the archive is empty")
-        if self._remaining or self._header or self._padding:
+        if self._remaining or self._header or self._padding or self._pending:
             where = f" inside {self._member.name!r}" if self._member and self._remaining else ""
             raise ArchiveError(f"the archive is truncated at byte {self.offset}{where}")
-        if not self._ended and not self.index.members:
+        if not self._zeros and not self.index.members:
             raise ArchiveError("not a tar archive")
+        self._check_links()
         return self.index
+
+    def skippable(self) -> int:
+        """Bytes of the current member's data that need not be read at all (a file reader may seek)."""
+        if self._keep is not None or self._member is None or not self._member.head:
+            return 0
+        if self._capture is not None or self._sniff or self._hasher is not None:
+            return 0
+        return self._remaining + self._padding
+
+    def skip(self) -> None:
+        """Account for :meth:`skippable` bytes the caller seeked over."""
+        self.offset += self._remaining + self._padding
+        self._remaining = self._padding = 0
+        self._end_entry()
+
+    def wanted(self) -> int:
+        """How many bytes to read next so that no decision point is passed (for :meth:`skippable`)."""
+        if self._remaining or self._padding:
+            if self._member is not None and not self._member.head:
+                return min(BLOCK, self._remaining + self._padding)
+            return min(self._remaining + self._padding, 1 << 20)
+        return BLOCK - len(self._header) if not self._zeros else 1 << 16
+
+    def end_pieces(self) -> list[bytes]:
+        """For a filter over an archive without an end marker: what ``at_end`` adds, then the marker."""
+        if self._zeros or self._keep is None:
+            return []
+        extra = self._at_end(self.index) if self._at_end else b""
+        return [extra, bytes(2 * BLOCK)] if extra else []
 
     def _emit(self, out: list[bytes | memoryview], piece: bytes | memoryview) -> None:
         if self._keep is None:
             return
-        if self._kind in (b"L", b"x") and not self._ended:
+        if self._kind in EXTENDED and not self._zeros:
             self._pending += piece
         elif self._forward:
             out.append(piece)
 
-    def _start_member(self, header: bytes, out: list[bytes | memoryview]) -> None:
-        if header == bytes(BLOCK):
-            self._ended, self._forward = True, True  # end-of-archive marker; one is enough
-            self._emit(out, header)
+    def _start_entry(self, block: bytes, out: list[bytes | memoryview]) -> None:
+        if block == bytes(BLOCK):
+            self._zeros += 1
+            if self._pending or self._long_name or self._extended:
+                raise ArchiveError(f"an extended header at byte {self._first_header} describes no entry")
+            if self._zeros == 1 and self._at_end is not None and self._keep is not None:
+                out.append(self._at_end(self.index))
+            self._kind, self._forward = b"5", True
+            self._emit(out, block)
             return
-        if not _checksum_ok(header):
-            if self.offset == BLOCK:
-                raise ArchiveError("not a tar archive (is it compressed or some other format?)")
-            raise ArchiveError(f"corrupt tar header at byte {self.offset - BLOCK}")
-        kind = header[156:157] or b"0"
-        size = _number(header[124:136])
-        name = self._long_name or self._pax_path or _name(header)
-        self._kind, self._remaining = kind, size
-        self._padding = -size % BLOCK
-        self._member, self._hasher, self._capture, self._expected = None, None, None, None
-        if kind in (b"L", b"x"):
-            if size > PAX_LIMIT:
-                raise ArchiveError(f"tar extended header of {size} bytes at byte {self.offset} is too large")
-            self._capture = bytearray()
-            self._emit(out, header)
+        header = parse_header(block, offset=self.offset - BLOCK)
+        self._entries += 1
+        if self._entries > MEMBER_LIMIT:
+            raise ArchiveError(f"the archive has more than {MEMBER_LIMIT} entries; an image archive has far fewer")
+        if not (self._pending or self._extended or self._long_name or self._long_link):
+            self._first_header = self.offset - BLOCK
+        self._kind = header.kind
+        self._member, self._hasher, self._capture, self._sniff = None, None, None, False
+        if header.kind in EXTENDED:
+            self._start_extended(header, block, out)
             return
-        if kind == b"g":
-            self._forward = True
-            self._emit(out, header)
-            if not size:
-                self._end_member()
-            return
-        self._long_name, self._pax_path = None, None
-        _check_name(name)
-        if kind in (b"0", b"\0", b"7"):
-            member = Member(name=name, size=size, offset=self.offset)
-            self._expected = self._expect(name, self.index) if self._expect else None
-            self.index.members[name] = member
-            self._member = member
-            if self._expected:
-                self._hasher = hashlib.sha256()
-            if _is_metadata(name, size):
-                self._captured += size
-                if size > METADATA_LIMIT or self._captured > METADATA_LIMIT:
-                    raise ArchiveError(f"{name} is {size} bytes; a docker-archive's JSON files are small")
-                self._capture = bytearray()
-        elif kind in (b"1", b"2"):
-            self.index.links[name] = _resolve_link(name, _text(header[157:257]), symbolic=kind == b"2")
-        self._forward = self._keep(name, self.index) if self._keep else True
+        name = self._long_name if self._long_name is not None else self._extended.get("path", header.name)
+        link = self._long_link if self._long_link is not None else self._extended.get("linkpath", header.linkname)
+        size = _pax_size(self._extended, header.size)
+        self._long_name, self._long_link, self._extended = None, None, {}
+        kind = header.kind
+        if kind == b"\0" and name.endswith("/"):
+            kind = b"5"  # Go reads an old-style regular entry named "x/" as a directory
+        self._kind = kind
+        data = 0 if kind in HEADER_ONLY else size
+        self._remaining, self._padding = data, -data % BLOCK
+        clean = self._entry(kind, _clean(name), link, data)
+        self._forward = self._keep(clean, self.index) if self._keep and clean else True
         if self._forward and self._keep is not None:
             out.append(bytes(self._pending))
-            out.append(header)
+            out.append(block)
         self._pending.clear()
-        if not size:
-            self._end_member()
+        if not data:
+            self._end_entry()
+
+    def _start_extended(self, header: Header, block: bytes, out: list[bytes | memoryview]) -> None:
+        if header.size > EXTENDED_LIMIT:
+            raise ArchiveError(f"tar extended header of {header.size} bytes at byte {self.offset - BLOCK} is too large")
+        self._remaining, self._padding = header.size, -header.size % BLOCK
+        self._capture = bytearray()
+        self._emit(out, block)
+        if not header.size:
+            self._end_entry()
+
+    def _entry(self, kind: bytes, name: str, link: str, size: int) -> str:
+        """Record an entry; returns its cleaned name ("" for the archive root)."""
+        if name in (".", ""):
+            if kind != b"5":
+                raise ArchiveError("an archive entry without a name")
+            return ""
+        if kind not in DATA_TYPES + HEADER_ONLY:
+            raise ArchiveError(f"entry {name!r} has tar type {kind!r}, which docker load does not accept")
+        if kind in DATA_TYPES or kind in LINK_TYPES:
+            if name in self.index.members or name in self.index.links:
+                raise ArchiveError(f"the archive holds {name!r} twice; the engine would keep the last one")
+        if kind in DATA_TYPES:
+            self._add_member(name, size)
+        elif kind in LINK_TYPES:
+            symbolic = kind == b"2"
+            self.index.links[name] = _link_target(name, link, symbolic=symbolic)
+            self._raw_links[name] = (link, symbolic)
+        return name
+
+    def _add_member(self, name: str, size: int) -> None:
+        member = Member(name=name, size=size, offset=self.offset, header_offset=self._first_header)
+        self.index.members[name] = member
+        self._member = member
+        check = self._expect(name, self.index) if self._expect else None
+        if check is not None:
+            self._hasher = MemberHasher(check, name)
+        if name in ("manifest.json", "index.json") and size > JSON_MEMBER_LIMIT:
+            raise ArchiveError(f"{name} is {size} bytes; an image archive's JSON files are small")
+        if 0 < size <= JSON_MEMBER_LIMIT and _may_be_metadata(name):
+            self._sniff = True
 
     def _consume_data(self, piece: memoryview) -> None:
+        if self._member is not None and not self._member.head:
+            self._member.head = piece[:4].tobytes()
+        if self._sniff:
+            self._sniff = False
+            if piece[:1].tobytes() in JSON_START:
+                self._captured += self._remaining
+                if self._captured > METADATA_LIMIT:
+                    raise ArchiveError(f"the archive's JSON members exceed {METADATA_LIMIT >> 20} MiB")
+                self._capture = bytearray()
         if self._hasher is not None:
             self._hasher.update(piece)
         if self._capture is not None:
             self._capture += piece
         self._remaining -= len(piece)
 
-    def _end_member(self) -> None:
-        if self._kind == b"L" and self._capture is not None:
-            self._long_name = bytes(self._capture).rstrip(b"\0").decode("utf-8", "surrogateescape")
+    def _end_entry(self) -> None:
+        if self._kind in (b"L", b"K") and self._capture is not None:
+            text = bytes(self._capture).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            if self._kind == b"L":
+                self._long_name = text
+            else:
+                self._long_link = text
         elif self._kind == b"x" and self._capture is not None:
-            self._pax_path = _pax_path(bytes(self._capture))
+            self._extended = parse_pax(bytes(self._capture), offset=self._first_header)
+        elif self._kind == b"g" and self._capture is not None:
+            parse_pax(bytes(self._capture), offset=self._first_header)  # valid, but Go applies it to nothing
         elif self._member is not None:
             if self._hasher is not None:
-                self._member.sha256 = "sha256:" + self._hasher.hexdigest()
-                if self._member.sha256 != self._expected:
-                    raise DigestMismatch(
-                        f"layer {self._member.name} has sha256 {self._member.sha256}, "
-                        f"but the image config says its diff ID is {self._expected} (corrupt layer)"
-                    )
+                self._member.sha256, self._member.diff_id = self._hasher.finish()
             if self._capture is not None:
                 self.index.metadata[self._member.name] = bytes(self._capture)
         self._capture, self._hasher, self._member = None, None, None
 
-
-def _is_metadata(name: str, size: int) -> bool:
-    """JSON members; in OCI-layout archives configs are small ``blobs/sha256/`` files."""
-    if name.endswith((".json", "/json")) or name in ("repositories", "oci-layout"):
-        return True
-    return name.startswith("blobs/sha256/") and size <= SMALL_BLOB
-
-
-def _checksum_ok(header: bytes) -> bool:
-    try:
-        stored = _number(header[148:156])
-    except ArchiveError:
-        return False
-    unsigned = sum(header[:148]) + 8 * 32 + sum(header[156:])
-    return stored == unsigned
+    def _check_links(self) -> None:
+        """Every link resolves, through any chain of links and symlinked directories, to a name inside the archive."""
+        for name, (target, symbolic) in self._raw_links.items():
+            start = posixpath.dirname(name) if symbolic else ""
+            self.index.links[name] = _resolve(name, start, target, self._raw_links)
 
 
-def _number(field_bytes: bytes) -> int:
-    if field_bytes[:1] and field_bytes[0] & 0x80:  # GNU base-256 for sizes >= 8 GiB
-        return int.from_bytes(field_bytes[1:], "big")
-    text = field_bytes.rstrip(b"\0 ").lstrip(b" ")
-    try:
-        return int(text, 8) if text else 0
-    except ValueError:
-        raise ArchiveError(f"corrupt tar header: bad number {field_bytes!r}") from None
+def _may_be_metadata(name: str) -> bool:
+    return name.startswith("blobs/") or name.endswith((".json", "/json")) or name in ("repositories", "oci-layout")
 
 
-def _text(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+def _pax_size(records: dict[str, str], size: int) -> int:
+    if "size" not in records:
+        return size
+    value = records["size"]
+    if not value.isascii() or not value.isdigit():
+        raise ArchiveError(f"corrupt pax size record {value[:40]!r}")
+    return int(value)
 
 
-def _name(header: bytes) -> str:
-    name = _text(header[0:100])
-    if header[257:262] == b"ustar" and header[345]:
-        name = _text(header[345:500]) + "/" + name
-    return name
-
-
-def _pax_path(records: bytes) -> str | None:
-    path = None
-    while records:
-        length, _, rest = records.partition(b" ")
-        try:
-            size = int(length)
-        except ValueError:
-            raise ArchiveError("corrupt pax extended header") from None
-        record = rest[: size - len(length) - 2]
-        key, _, value = record.partition(b"=")
-        if key == b"path":
-            path = value.decode("utf-8", "surrogateescape")
-        records = records[size:]
-    return path
-
-
-def _check_name(name: str) -> None:
-    parts = name.split("/")
-    if name.startswith("/") or ".." in parts:
+def _clean(name: str) -> str:
+    """The name as moby and containerd use it (``path.Clean``); refuses what could land outside."""
+    if name.startswith("/") or ".." in name.split("/") or "\0" in name:
         raise ArchiveError(f"unsafe member name {name!r} in the archive (absolute or contains '..')")
+    return posixpath.normpath(name) if name else name
 
 
-def _resolve_link(name: str, target: str, *, symbolic: bool) -> str:
-    """The member a link names (a symlink relative to its directory), refused if it leaves the archive."""
+def _link_target(name: str, target: str, *, symbolic: bool) -> str:
+    """The archive path a link names (a symlink relative to its directory), refused if it leaves the archive."""
+    if not target:
+        raise ArchiveError(f"link {name!r} in the archive has no target")
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name) if symbolic else "", target))
     if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
         raise ArchiveError(f"unsafe link {name!r} -> {target!r} in the archive (points outside it)")
     return resolved
+
+
+def _resolve(name: str, start: str, target: str, links: dict[str, tuple[str, bool]]) -> str:
+    """Walk ``target`` from ``start`` one component at a time, following symlinks as the kernel would.
+
+    Lexical normalisation alone is not enough: with ``a/b -> ..``, the target
+    ``a/b/../..`` looks inside but leaves the archive.
+    """
+    stack: list[str] = [p for p in start.split("/") if p]
+    todo = [p for p in target.split("/") if p][::-1]
+    hops = 0
+    while todo:
+        part = todo.pop()
+        if part == ".":
+            continue
+        if part == "..":
+            if not stack:
+                raise ArchiveError(f"unsafe link {name!r} -> {target!r} in the archive (resolves outside it)")
+            stack.pop()
+            continue
+        here = "/".join([*stack, part])
+        link = links.get(here)
+        if link is not None and link[1]:  # a symlink on the way: continue from its target
+            hops += 1
+            if hops > LINK_HOPS:
+                raise ArchiveError(f"link {name!r} resolves through too many links (a loop?)")
+            if link[0].startswith("/"):
+                raise ArchiveError(f"unsafe link {here!r} -> {link[0]!r} in the archive (absolute)")
+            todo.extend([p for p in link[0].split("/") if p][::-1])
+            continue
+        stack.append(part)
+        if link is not None:  # a hard link names its target from the archive root
+            hops += 1
+            if hops > LINK_HOPS:
+                raise ArchiveError(f"link {name!r} resolves through too many links (a loop?)")
+            stack = []
+            todo.extend([p for p in link[0].split("/") if p][::-1])
+    return "/".join(stack)
+
+
+def describe(index: ArchiveIndex, platform: str | None = None) -> dict[str, Any]:
+    """The artifact fields a scanned archive gives."""
+    image = index.image(platform)
+    return {**image.describe(), "repo_tags": list(image.repo_tags), "layers": image.diff_ids}

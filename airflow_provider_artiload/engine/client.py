@@ -14,6 +14,7 @@ from airflow_provider_artiload.exceptions import DigestMismatch, EngineError, Tr
 from airflow_provider_artiload.transport import Dialer, Stream
 
 READ_CHUNK = 1 << 20
+UNPACK_FAILED = "Error unpacking image"
 # What the engine's in-band load errors mean, for a message a user can act on.
 LOAD_ERROR_HINTS = {
     "unexpected EOF": "the archive is truncated",
@@ -107,6 +108,8 @@ class EngineClient:
                         raise DigestMismatch(f"{self.url}: load failed: {explained}")
                     raise EngineError(f"{self.url}: load failed: {explained}")
                 text = str(message.get("stream") or "").strip()
+                if text.startswith(UNPACK_FAILED):  # containerd store: the record exists, its layers do not
+                    raise EngineError(f"{self.url}: load failed: {text}")
                 if text.startswith("Loaded image ID: "):
                     image_ids.append(text.removeprefix("Loaded image ID: "))
                 elif text.startswith("Loaded image: "):

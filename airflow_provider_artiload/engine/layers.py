@@ -1,40 +1,23 @@
-"""Which layers an engine already has, and which of an archive's layers it lacks.
+"""Which layers an engine already has, and where each member of an archive file lies.
 
-A classic-store engine skips every layer whose *chain* it already has
-without opening that layer's file, so an archive may leave those out (a thin
-archive). Chain IDs: ``chain(L0) = diff(L0)``, ``chain(Ln) = sha256(chain(Ln-1)
-+ " " + diff(Ln))``; having chain n implies having every chain below it, so
-what an engine lacks is always a suffix of the image's layers.
+An engine that has a layer's *chain* (classic store: registered layers; the
+containerd store: unpacked snapshots with their blobs) needs neither that
+layer nor any below it. Having chain n implies having every chain below it,
+so what an engine lacks is always a suffix of the image's layers.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from airflow_provider_artiload.engine.archive import ArchiveIndex
+from airflow_provider_artiload.engine.archive import ArchiveIndex, ArchiveScanner
 from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.exceptions import ArchiveError, ImageNotFound
+from airflow_provider_artiload.image import Image, chain_ids
 
-CONTAINERD_SNAPSHOTTER = "io.containerd.snapshotter.v1"
-MAX_JSON = 16 << 20
-
-
-def chain_ids(diff_ids: Sequence[str]) -> list[str]:
-    chains: list[str] = []
-    for diff_id in diff_ids:
-        chains.append(diff_id if not chains else "sha256:" + hashlib.sha256(f"{chains[-1]} {diff_id}".encode()).hexdigest())
-    return chains
-
-
-def uses_containerd_store(info: dict[str, Any]) -> bool:
-    """Engines on the containerd image store (default on fresh Docker 29+) load differently."""
-    status = {str(k): str(v) for k, v in (info.get("DriverStatus") or [])}
-    return status.get("driver-type") == CONTAINERD_SNAPSHOTTER
+__all__ = ["ArchiveLayout", "chain_ids", "index_file", "layers_present", "present_chains", "read_layout", "layer_position"]
 
 
 def present_chains(client: EngineClient) -> set[str]:
@@ -62,56 +45,52 @@ def layers_present(client: EngineClient, diff_ids: Sequence[str]) -> int:
 
 @dataclass(frozen=True)
 class ArchiveLayout:
-    """A seekable archive's table: member extents, and each layer position's member name."""
+    """A seekable archive's table: its image, and member extents for leaving members out."""
 
-    image_id: str
-    diff_ids: list[str]
-    layer_names: list[str]  # manifest order, bottom first (a name may repeat)
+    image: Image
     extents: dict[str, tuple[int, int]]  # member name -> (start of its headers, end of its padded data)
+    has_legacy_manifest: bool
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [layer.path or "" for layer in self.image.layers]
 
 
-def read_layout(path: str) -> ArchiveLayout:
-    """Index a docker-archive file by reading its headers only (tarfile seeks over the data)."""
+def index_file(path: str) -> ArchiveIndex:
+    """Scan a local archive exactly as a stream would be scanned, seeking over layer data."""
+    scanner = ArchiveScanner()
     try:
-        with tarfile.open(path, mode="r:") as tar:
-            members = {m.name: m for m in tar.getmembers()}
-            manifest = json.loads(_small(tar, members, "manifest.json", path))
-            if not isinstance(manifest, list) or not manifest:
-                raise ArchiveError(f"{path}: manifest.json lists no images")
-            config_raw = _small(tar, members, manifest[0].get("Config", ""), path)
-    except (tarfile.TarError, ValueError) as exc:
-        raise ArchiveError(f"{path}: not a readable docker-archive: {exc}") from None
+        with open(path, "rb") as handle:
+            while True:
+                if skip := scanner.skippable():
+                    handle.seek(skip, 1)
+                    scanner.skip()
+                    continue
+                chunk = handle.read(scanner.wanted())
+                if not chunk:
+                    break
+                scanner.feed(chunk)
     except FileNotFoundError:
         raise ArchiveError(f"archive {path} does not exist") from None
-    diff_ids = list(json.loads(config_raw).get("rootfs", {}).get("diff_ids") or [])
-    layer_names = list(manifest[0].get("Layers") or [])
-    if len(layer_names) != len(diff_ids):
-        raise ArchiveError(f"{path}: manifest names {len(layer_names)} layers, the config {len(diff_ids)}")
-    extents = {name: (m.offset, m.offset_data + -(-m.size // 512) * 512) for name, m in members.items()}
-    return ArchiveLayout(
-        image_id="sha256:" + hashlib.sha256(config_raw).hexdigest(),
-        diff_ids=diff_ids,
-        layer_names=layer_names,
-        extents=extents,
-    )
+    return scanner.finish()
 
 
-def _small(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str, path: str) -> bytes:
-    member = members.get(name)
-    if member is None:
-        raise ArchiveError(f"{path}: not a docker-archive: it has no {name or 'config'}")
-    if member.size > MAX_JSON:
-        raise ArchiveError(f"{path}: {name} is {member.size} bytes; a docker-archive's JSON files are small")
-    handle = tar.extractfile(member)
-    assert handle is not None
-    return handle.read()
+def read_layout(path: str, platform: str | None = None) -> ArchiveLayout:
+    """Index an archive file by reading its headers and metadata only."""
+    try:
+        index = index_file(path)
+        image = index.image(platform)
+    except ArchiveError as exc:
+        raise ArchiveError(f"{path}: {exc}") from None
+    extents = {name: (m.header_offset, m.offset + -(-m.size // 512) * 512) for name, m in index.members.items()}
+    return ArchiveLayout(image=image, extents=extents, has_legacy_manifest="manifest.json" in index.metadata)
 
 
 def layer_position(name: str, index: ArchiveIndex, diff_ids: Sequence[str]) -> int | None:
     """Which layer of the image a streamed member is, decided at its header; None if not a layer or unknown.
 
-    - OCI layout (Docker 25+): ``blobs/sha256/<hex>``, the digest of an
-      uncompressed layer, is its diff ID.
+    - OCI layout: ``blobs/sha256/<hex>`` of an uncompressed layer is its diff
+      ID (a compressed blob cannot be placed before the manifest arrives).
     - Classic layout: ``<v1 id>/layer.tar`` directories come in lexical, not
       layer, order; but each ``<v1 id>/json`` arrives first, and the v1 ID is
       a digest over that JSON and the layer's chain ID (moby
@@ -128,6 +107,8 @@ def layer_position(name: str, index: ArchiveIndex, diff_ids: Sequence[str]) -> i
 
 
 def _v1_position(text: str, chains: Sequence[str]) -> int | None:
+    import hashlib
+
     try:
         fields = _raw_fields(text)
         v1_id = json.loads(fields.pop("id"))

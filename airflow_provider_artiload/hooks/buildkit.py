@@ -16,7 +16,9 @@ Extras (besides the TLS and SSH ones of the shared connection model):
   whose credentials the daemon may ask for (a JSON list or comma-separated);
 - ``conn_timeout``: seconds to open a connection (default 30);
 - ``context_roots``: directories build contexts must lie in (a JSON list or
-  comma-separated); a context or Dockerfile outside them is refused.
+  comma-separated); a context or Dockerfile outside them is refused;
+- ``secret_roots``: directories file secrets (``{"file": PATH}``) must lie in;
+  without it, ``context_roots`` confine them too.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseHook
+from airflow.utils.net import get_hostname
 
 from airflow_provider_artiload.artifacts import DockerArchive, ImageArtifact
 from airflow_provider_artiload.buildkit.client import STREAMED, BuildKitClient, BuildRequest
-from airflow_provider_artiload.endpoints import Endpoint, default_engine_url, parse_endpoint, parse_float
-from airflow_provider_artiload.engine.archive import ArchiveScanner
+from airflow_provider_artiload.buildkit.secrets import resolve_secret_file
+from airflow_provider_artiload.endpoints import Endpoint, default_engine_url, parse_endpoint, parse_float, parse_list
+from airflow_provider_artiload.engine.archive import ArchiveScanner, describe
 from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.engine.reference import parse_reference
 from airflow_provider_artiload.exceptions import ArtiloadError, BuildError, EndpointError
@@ -161,16 +165,18 @@ class BuildKitHook(BaseHook):
             if name not in os.environ:
                 raise BuildError(f"secret {secret_id!r}: environment variable {name!r} is not set")
             return os.environ[name]
-        try:
-            with open(name, "rb") as handle:
-                return handle.read()
-        except OSError as exc:
-            raise BuildError(f"secret {secret_id!r}: cannot read {name}: {exc.strerror}") from None
+        return resolve_secret_file(secret_id, name, self.secret_roots)
 
     @cached_property
     def context_roots(self) -> list[str]:
         """Directories build contexts must lie in (extra ``context_roots``); empty means anywhere."""
-        return [os.path.realpath(root) for root in _list_extra(self._extras.get("context_roots"))]
+        return [os.path.realpath(root) for root in parse_list(self._extras.get("context_roots"), name="context_roots")]
+
+    @cached_property
+    def secret_roots(self) -> list[str]:
+        """Directories file secrets must lie in: extra ``secret_roots``, else ``context_roots``; empty means anywhere."""
+        own = parse_list(self._extras.get("secret_roots"), name="secret_roots")
+        return [os.path.realpath(root) for root in own] if own else self.context_roots
 
     def check_context(self, context: str, dockerfile: str) -> None:
         """Refuse, before connecting, a context or Dockerfile outside the configured roots (symlinks resolved)."""
@@ -185,7 +191,7 @@ class BuildKitHook(BaseHook):
                 )
 
     def registry_auth(self) -> dict[str, tuple[str, str]]:
-        ids = _list_extra(self._extras.get("registry_conn_ids"))
+        ids = parse_list(self._extras.get("registry_conn_ids"), name="registry_conn_ids")
         auth = {}
         for conn_id in ids:
             conn = self.get_connection(conn_id)
@@ -258,13 +264,14 @@ class BuildKitHook(BaseHook):
         self._log_result(result)
         if index is None:
             return {"kind": "tar", "path": output, "sha256": out.sha256, "size": out.size}
-        image_ids = index.image_ids()
+        image = index.image()
         return DockerArchive(
             path=output,
             sha256=out.sha256,
             size=out.size,
-            image_id=image_ids[0] if image_ids else (result.image_id or ""),
-            repo_tags=index.repo_tags,
+            image_id=image.manifest_digest or image.config_digest,
+            hostname=get_hostname(),
+            **describe(index),
         ).to_xcom()
 
     def _log_result(self, result: Any) -> None:
@@ -302,13 +309,3 @@ class _Writer:
 
 def _encode(value: str | bytes) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
-
-
-def _list_extra(value: Any) -> list[str]:
-    """A list extra given as a JSON list or a comma-separated string."""
-    if not value:
-        return []
-    if isinstance(value, str):
-        text = value.strip()
-        return list(json.loads(text)) if text.startswith("[") else [v.strip() for v in text.split(",") if v.strip()]
-    return [str(v) for v in value]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseHook
+from airflow.utils.net import get_hostname
 
 from airflow_provider_artiload import transfer
 from airflow_provider_artiload.artifacts import DockerArchive, LoadOutcome
@@ -84,7 +86,8 @@ class DockerEngineHook(BaseHook):
 
     def save_image(self, image: str, path: str | Any) -> DockerArchive:
         """Stream ``image`` into a docker-archive at ``path`` (local or an object-storage URI); complete or absent."""
-        return transfer.save_image(self.client, image, as_target(path), self.log)
+        artifact = transfer.save_image(self.client, image, as_target(path), self.log)
+        return dataclasses.replace(artifact, hostname=get_hostname())
 
     def load_archive(
         self, source: DockerArchive | str, *, tags: Sequence[str] = (), skip_existing: bool = True, delta: bool = True
@@ -115,7 +118,7 @@ def load_into(
 ) -> list[LoadOutcome]:
     """Load a tarball (artifact, path or ObjectStoragePath) into the engines of ``hooks``, reading it once per batch."""
     artifact = source if isinstance(source, DockerArchive) else None
-    file_source = FileSource(as_target(artifact.path if artifact else source), artifact)
+    file_source = FileSource(as_target(artifact.path if artifact else source), artifact, platform=options.platform)
     return transfer.load(file_source, [hook.client for hook in hooks], options, log)
 
 

@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from airflow_provider_artiload.engine.archive import ArchiveScanner
+from airflow_provider_artiload.engine.archive import ArchiveScanner, Check
 from airflow_provider_artiload.exceptions import ArchiveError
 from tests.unit.archives import chunked, docker_archive, layer_tar
 
@@ -26,10 +26,11 @@ def test_reads_manifest_configs_and_layer_digests_whatever_the_chunking():
     for sizes in ([1], [512], [100_000], [3, 1021, 7]):
         diff_ids = ["sha256:" + hashlib.sha256(layer).hexdigest() for layer in layers]
         by_name = {f"{i:064x}/layer.tar": d for i, d in enumerate(diff_ids)}
-        index = scan(data, sizes, expect=lambda name, seen: by_name.get(name))
-        assert index.image_ids() == [image_id]
-        assert index.manifest[0]["RepoTags"] == ["app:1"]
-        assert [index.members[name].sha256 for name in index.manifest[0]["Layers"]] == diff_ids
+        index = scan(data, sizes, expect=lambda name, seen: Check(diff_id=by_name[name]) if name in by_name else None)
+        image = index.image()
+        assert image.config_digest == image_id and image.id_for("classic") == image_id
+        assert image.repo_tags == ("app:1",)
+        assert [index.members[layer.path].diff_id for layer in image.layers] == diff_ids
         index.check_complete()
 
 
@@ -71,22 +72,22 @@ def test_truncation_is_detected_at_any_point(fraction):
 def test_truncation_exactly_at_a_member_boundary_lacks_the_manifest():
     data, _ = docker_archive()
     cut = data[: data.index(b"manifest.json") ]  # ends right before the manifest's header
-    with pytest.raises(ArchiveError, match="no manifest.json"):
+    with pytest.raises(ArchiveError, match="neither manifest.json nor index.json"):
         scan(cut).check_complete()
 
 
 def test_missing_manifest_and_absent_members_are_named():
     data, _ = docker_archive(manifest=[{"Config": "c.json", "Layers": ["nope/layer.tar"]}])
     index = scan(data)
-    with pytest.raises(ArchiveError, match="names 'c.json', which the archive does not contain"):
+    with pytest.raises(ArchiveError, match="names config 'c.json', which the archive does not contain"):
         index.check_complete()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         info = tarfile.TarInfo("layer.tar")
         info.size = 0
         tar.addfile(info, io.BytesIO())
-    with pytest.raises(ArchiveError, match="no manifest.json"):
-        scan(buffer.getvalue()).manifest
+    with pytest.raises(ArchiveError, match="neither manifest.json nor index.json"):
+        scan(buffer.getvalue()).image()
 
 
 @pytest.mark.parametrize("name", ["../evil", "/etc/passwd", "a/../../b"])

@@ -6,7 +6,8 @@ import hashlib
 import json
 
 from airflow_provider_artiload.engine.archive import ArchiveIndex
-from airflow_provider_artiload.engine.layers import chain_ids, layer_position, uses_containerd_store
+from airflow_provider_artiload.engine.layers import chain_ids, layer_position
+from airflow_provider_artiload.image import store_of
 
 DIFFS = ["sha256:" + hashlib.sha256(bytes([i])).hexdigest() for i in range(3)]
 
@@ -19,9 +20,9 @@ def test_chain_ids_follow_the_oci_definition():
 
 
 def test_store_detection():
-    assert uses_containerd_store({"Driver": "overlayfs", "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]]})
-    assert not uses_containerd_store({"Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "extfs"]]})
-    assert not uses_containerd_store({})
+    assert store_of({"Driver": "overlayfs", "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]]}) == "containerd"
+    assert store_of({"Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "extfs"]]}) == "classic"
+    assert store_of({}) == "classic"
 
 
 def _v1_json(position: int, parent: str | None) -> tuple[str, str]:

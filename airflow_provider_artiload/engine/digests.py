@@ -1,0 +1,132 @@
+"""Hash a member as it streams: its blob digest and, through gzip or zstd, its diff ID.
+
+Decompression follows what the engines do (Go's DecompressStream): the
+format is decided by the first bytes, gzip reads every member of a
+multi-member stream, zstd every frame; output is produced in bounded pieces,
+so a small compressed chunk that inflates hugely never sits in memory whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch
+from airflow_provider_artiload.image import sniff_compression
+
+if TYPE_CHECKING:
+    from airflow_provider_artiload.engine.archive import Check
+
+PIECE = 4 << 20
+SNIFF = 4
+
+
+class Inflater:
+    """Streaming gzip (multi-member) or zstd (multi-frame) decompression, in bounded pieces."""
+
+    def __init__(self, kind: str, where: str) -> None:
+        self.kind = kind
+        self.where = where
+        self._obj = self._new()
+        self.started = False
+
+    def _new(self) -> Any:
+        if self.kind == "gzip":
+            return zlib.decompressobj(wbits=31)
+        import zstandard
+
+        return zstandard.ZstdDecompressor().decompressobj()
+
+    def feed(self, data: bytes | memoryview):
+        """Yield the decompressed pieces of ``data``."""
+        pending = bytes(data)
+        try:
+            while pending:
+                self.started = True
+                if self.kind == "gzip":
+                    out = self._obj.decompress(pending, PIECE)
+                    yield out
+                    while self._obj.unconsumed_tail:
+                        yield self._obj.decompress(self._obj.unconsumed_tail, PIECE)
+                else:
+                    yield self._obj.decompress(pending)
+                pending = self._obj.unused_data if self._obj.eof else b""
+                if self._obj.eof and pending:
+                    self._obj = self._new()  # the next gzip member / zstd frame
+        except ArchiveError:
+            raise
+        except Exception as exc:  # zlib.error, zstandard.ZstdError
+            raise ArchiveError(f"{self.where}: corrupt {self.kind} data: {exc}") from None
+
+    def finish(self) -> None:
+        if not self._obj.eof:
+            raise ArchiveError(f"{self.where}: the {self.kind} stream is truncated")
+
+
+class MemberHasher:
+    """sha256 of a member's bytes and, when a diff ID is expected, of its decompressed content."""
+
+    def __init__(self, check: Check, name: str) -> None:
+        self.check = check
+        self.name = name
+        self._blob = hashlib.sha256()
+        self._diff: Any = None  # a second hash only for compressed blobs
+        self._inflater: Inflater | None = None
+        self._started = not (check.diff_id or check.inflate)
+        self._broken: ArchiveError | None = None
+        self._head = b""
+
+    def update(self, piece: memoryview) -> None:
+        self._blob.update(piece)
+        if self._started:
+            if self._inflater is not None:
+                self._inflate(piece)
+            return
+        self._head += bytes(piece)
+        if len(self._head) >= SNIFF:
+            self._start()
+
+    def _start(self) -> None:
+        self._started = True
+        kind = sniff_compression(self._head)
+        if kind != "none":
+            self._diff = hashlib.sha256()
+            self._inflater = Inflater(kind, f"layer {self.name}")
+            self._inflate(memoryview(self._head))
+        self._head = b""
+
+    def _inflate(self, piece: memoryview) -> None:
+        assert self._inflater is not None
+        if self._broken is not None:
+            return
+        try:
+            for out in self._inflater.feed(piece):
+                self._diff.update(out)
+        except ArchiveError as exc:
+            self._broken = exc  # reported at the end: a wrong blob digest names the cause better
+
+    def finish(self) -> tuple[str, str | None]:
+        """Return (blob digest, diff ID); raise DigestMismatch naming the member if either differs."""
+        if not self._started:
+            self._start()
+        blob = "sha256:" + self._blob.hexdigest()
+        diff = None
+        if self.check.digest and blob != self.check.digest:
+            raise DigestMismatch(
+                f"{self.check.what} {self.name} has sha256 {blob}, but the image says its blob is {self.check.digest} (corrupt)"
+            )
+        if self._broken is not None:
+            raise self._broken
+        if self.check.diff_id or self.check.inflate:
+            if self._inflater is not None:
+                self._inflater.finish()
+                diff = "sha256:" + self._diff.hexdigest()
+            else:
+                diff = blob  # an uncompressed layer's blob is its tar
+        if self.check.diff_id and diff != self.check.diff_id:
+            raise DigestMismatch(
+                f"{self.check.what} {self.name} has sha256 {diff} uncompressed, "
+                f"but the image config says its diff ID is {self.check.diff_id} (corrupt layer)"
+            )
+        return blob, diff

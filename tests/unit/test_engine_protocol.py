@@ -1,0 +1,189 @@
+"""The Engine API client and load planning, byte for byte, against the mock transport (no engine).
+
+The far end is a Python function (airflow_provider_artiload.transport.mock):
+what real engines answer was observed on 20.10 and 28.5 (see
+shared notes); the integration tests check the same paths against them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from airflow_provider_artiload import transfer
+from urllib.parse import unquote
+from airflow_provider_artiload.engine.archive import ArchiveScanner
+from airflow_provider_artiload.engine.client import EngineClient
+from airflow_provider_artiload.exceptions import DigestMismatch, EngineError, ImageNotFound
+from airflow_provider_artiload.image import chain_ids
+from airflow_provider_artiload.plan import LoadOptions, Send, Skip, Unreachable, plan_target
+from airflow_provider_artiload.sources import FileSource
+from airflow_provider_artiload.transport.mock import MockDialer, Request, Response
+from tests.unit.archives import docker_archive, layer_tar, oci_archive
+
+LOG = logging.getLogger("test")
+CLASSIC_INFO = {"DriverStatus": [["Backing Filesystem", "extfs"]]}
+CONTAINERD_INFO = {"DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]]}
+
+
+class FakeEngine:
+    """Just enough of the Engine API: /info, images (json, inspect, tag), and loads that record the body."""
+
+    def __init__(self, info: dict, images: dict[str, list[str]] | None = None, load_reply: list[dict] | None = None):
+        self.info = info
+        self.images = dict(images or {})  # id -> diff IDs
+        self.load_reply = load_reply
+        self.loaded: list[bytes] = []
+        self.tags: dict[str, str] = {}
+        self.register_on_load: str | None = None
+
+    def __call__(self, request: Request) -> Response:
+        path = request.path.split("?")[0]
+        if path == "/info":
+            return Response(body=json.dumps(self.info).encode())
+        if path == "/images/json":
+            return Response(body=json.dumps([{"Id": i} for i in self.images]).encode())
+        if path.startswith("/images/") and path.endswith("/json"):
+            name = unquote(path[len("/images/") : -len("/json")])
+            image_id = self.tags.get(name, name)
+            if image_id not in self.images:
+                return Response(404, json.dumps({"message": f"No such image: {name}"}).encode())
+            return Response(body=json.dumps({"Id": image_id, "RootFS": {"Layers": self.images[image_id]}}).encode())
+        if path == "/images/load":
+            self.loaded.append(request.body)
+            if self.register_on_load:
+                self.images[self.register_on_load] = []
+            reply = self.load_reply or [{"stream": "Loaded image ID: x\n"}]
+            return Response(body=b"".join(json.dumps(m).encode() + b"\n" for m in reply), chunked=True)
+        if path.endswith("/tag"):
+            query = dict(p.split("=", 1) for p in request.path.split("?", 1)[1].split("&"))
+            self.tags[f"{query['repo']}:{query['tag']}"] = unquote(path[len("/images/") : -len("/tag")])
+            return Response(201)
+        return Response(404, b'{"message": "unexpected"}')
+
+
+def client_for(engine: FakeEngine) -> EngineClient:
+    return EngineClient(MockDialer(engine))
+
+
+def test_inspect_of_a_missing_image_names_it_and_the_engine():
+    with pytest.raises(ImageNotFound, match=r"mock://engine: inspect image 'app:1' failed \(404\): No such image: app:1"):
+        client_for(FakeEngine(CLASSIC_INFO)).inspect_image("app:1")
+
+
+def test_load_sends_the_archive_chunked_and_unchanged():
+    engine = FakeEngine(CLASSIC_INFO)
+    dialer = MockDialer(engine)
+    EngineClient(dialer).load_image([b"abc", b"", b"defg"])
+    [request] = dialer.requests
+    assert request.method == "POST" and request.path == "/images/load?quiet=0"
+    assert request.headers["transfer-encoding"] == "chunked" and request.body == b"abcdefg"
+
+
+@pytest.mark.parametrize(
+    ("reply", "error", "needle"),
+    [
+        ([{"errorDetail": {"message": "unexpected EOF"}, "error": "unexpected EOF"}], EngineError, "the archive is truncated"),
+        ([{"error": "invalid diffID for layer 1: expected sha256:a, got sha256:b"}], DigestMismatch, "corrupt archive"),
+        ([{"stream": "Loaded image: app:1\n"}, {"stream": "Error unpacking image app:1: apply layer error\n"}],
+         EngineError, "Error unpacking image"),
+    ],
+)
+def test_in_band_load_errors_raise_with_an_explanation(reply, error, needle):
+    with pytest.raises(error, match=needle):
+        client_for(FakeEngine(CLASSIC_INFO, load_reply=reply)).load_image([b"x"])
+
+
+def file_source(tmp_path, data: bytes) -> FileSource:
+    path = tmp_path / "a.tar"
+    path.write_bytes(data)
+    return FileSource(str(path))
+
+
+def test_plan_skips_by_the_id_each_store_gives_the_image(tmp_path):
+    data, digests = oci_archive(compress="gzip")
+    info = file_source(tmp_path, data).info()
+    classic = FakeEngine(CLASSIC_INFO, {digests["config"]: []})
+    containerd = FakeEngine(CONTAINERD_INFO, {digests["manifest"]: []})
+    assert isinstance(plan := plan_target(client_for(classic), info, LoadOptions(), LOG), Skip)
+    assert plan.image_id == digests["config"]
+    assert isinstance(plan := plan_target(client_for(containerd), info, LoadOptions(), LOG), Skip)
+    assert plan.image_id == digests["manifest"]
+    # the classic engine's ID on a containerd-store engine means nothing: not skipped
+    wrong = FakeEngine(CONTAINERD_INFO, {digests["config"]: []})
+    assert isinstance(plan_target(client_for(wrong), info, LoadOptions(), LOG), Send)
+
+
+def test_plan_leaves_out_the_bottom_layers_the_engine_has_on_either_store(tmp_path):
+    layers = [layer_tar({"a": b"1"}), layer_tar({"b": b"2"}), layer_tar({"c": b"3"})]
+    data, _ = oci_archive(layers, compress=None, legacy_manifest=True)
+    info = file_source(tmp_path, data).info()
+    base = {"sha256:" + "e" * 64: info.diff_ids[:2]}
+    for engine_info in (CLASSIC_INFO, CONTAINERD_INFO):
+        plan = plan_target(client_for(FakeEngine(engine_info, base)), info, LoadOptions(), LOG)
+        assert isinstance(plan, Send) and plan.mode == "delta" and plan.have == 2
+        assert plan.omit == frozenset(info.layer_names[:2])
+        assert plan.fallback() == Send(plan.client, plan.store, have=2)
+    no_delta = plan_target(client_for(FakeEngine(CLASSIC_INFO, base)), info, LoadOptions(delta=False), LOG)
+    assert isinstance(no_delta, Send) and no_delta.mode == "full" and no_delta.have == 2
+
+
+def test_plan_of_an_unreachable_engine_keeps_the_error(tmp_path):
+    data, _ = docker_archive()
+    info = file_source(tmp_path, data).info()
+
+    def down(request: Request) -> Response:
+        return Response(500, b'{"message": "engine is shutting down"}')
+
+    plan = plan_target(EngineClient(MockDialer(down)), info, LoadOptions(), LOG)
+    assert isinstance(plan, Unreachable) and "shutting down" in str(plan.error)
+
+
+def test_a_classic_engine_gets_a_manifest_json_made_from_a_pure_oci_layout(tmp_path):
+    data, digests = oci_archive(compress="gzip", legacy_manifest=False, tags=["docker.io/library/app:1"])
+    engine = FakeEngine(CLASSIC_INFO)
+    engine.register_on_load = digests["config"]
+    [outcome] = transfer.load(file_source(tmp_path, data), [client_for(engine)], LoadOptions(tags=("app:2",)), LOG)
+    assert outcome.image_id == digests["config"] and outcome.mode == "full"
+    assert engine.tags == {"app:2": digests["config"]}
+    scanner = ArchiveScanner()
+    scanner.feed(engine.loaded[0])
+    sent = scanner.finish()
+    [entry] = json.loads(sent.metadata["manifest.json"])
+    assert entry["Config"] == "blobs/sha256/" + digests["config"].split(":")[1]
+    assert sent.image().config_digest == digests["config"]
+
+
+def test_a_containerd_store_engine_gets_the_layout_unchanged(tmp_path):
+    data, digests = oci_archive(compress="zstd")
+    engine = FakeEngine(CONTAINERD_INFO)
+    engine.register_on_load = digests["manifest"]
+    [outcome] = transfer.load(file_source(tmp_path, data), [client_for(engine)], LoadOptions(), LOG)
+    assert engine.loaded == [data] and outcome.image_id == digests["manifest"]
+
+
+def test_a_thin_load_the_engine_turns_into_nothing_is_redone_in_full(tmp_path):
+    layers = [layer_tar({"a": b"1"}), layer_tar({"b": b"2"})]
+    data, digests = oci_archive(layers, compress=None, legacy_manifest=True)
+    info = file_source(tmp_path, data).info()
+    engine = FakeEngine(CLASSIC_INFO, {"sha256:" + "e" * 64: info.diff_ids[:1]})
+    loads: list[int] = []
+
+    original = engine.__call__
+
+    def handler(request: Request) -> Response:
+        if request.path.startswith("/images/load"):
+            loads.append(len(request.body))
+            if len(loads) == 2:  # the engine registers the image only from the full archive
+                engine.images[digests["config"]] = []
+        return original(request)
+
+    [outcome] = transfer.load(file_source(tmp_path, data), [EngineClient(MockDialer(handler))], LoadOptions(), LOG)
+    assert outcome.mode == "full" and loads[0] < loads[1] == len(data)
+
+
+def test_chain_ids_match_what_engines_store():
+    diffs = ["sha256:" + "a" * 64, "sha256:" + "b" * 64]
+    assert chain_ids(diffs)[1] == "sha256:" + __import__("hashlib").sha256(f"{diffs[0]} {diffs[1]}".encode()).hexdigest()
