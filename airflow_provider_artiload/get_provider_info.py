@@ -1,62 +1,116 @@
-"""Provider metadata for Airflow: hooks, operators and the two connection forms."""
+"""Provider metadata for Airflow: hooks, operators, asset URIs and the two connection forms.
+
+The UI's connection form saves every declared field into the extras, with the
+schema's ``default`` or null. So no field declares a default: an untouched
+field is saved as null, which the hooks read as unset (their own default
+applies, stated in the description as "Default: ..."). Booleans are a
+three-way choice (default / on / off) rather than a switch, because a switch
+cannot show "unset" and would display "off" for settings that default to on.
+Every description starts with the endpoint schemes the field applies to.
+tests/unit/test_provider_info.py checks the stated defaults against the hooks.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+TCP = "tcp://"
+SSH = "ssh://"
+ANY = "All endpoints"
 
-def _text(label: str, description: str, *, secret: bool = False) -> dict[str, Any]:
+
+def _describe(applies: str, text: str, default: str | None) -> str:
+    where = applies if applies == ANY else f"{applies} only"
+    return f"{where}. {text}" + (f" Default: {default}." if default is not None else "")
+
+
+def _text(label: str, applies: str, text: str, *, default: str | None = None, secret: bool = False) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": ["string", "null"]}
     if secret:
         schema["format"] = "password"
-    return {"label": label, "schema": schema, "description": description}
+    return {"label": label, "schema": schema, "description": _describe(applies, text, default)}
 
 
-def _flag(label: str, description: str, *, default: bool) -> dict[str, Any]:
-    return {"label": label, "schema": {"type": ["boolean", "null"], "default": default}, "description": description}
+def _flag(label: str, applies: str, text: str, *, default: bool) -> dict[str, Any]:
+    """A three-way choice saved as null (unset), "true" or "false"; the hooks parse the strings strictly."""
+    shown = "on" if default else "off"
+    schema = {
+        "type": ["string", "null"],
+        "enum": [None, "true", "false"],
+        "values_display": {"None": f"default ({shown})", "true": "on", "false": "off"},
+    }
+    return {"label": label, "schema": schema, "description": _describe(applies, text, shown)}
 
 
-def _number(label: str, description: str, *, default: float) -> dict[str, Any]:
-    return {"label": label, "schema": {"type": ["number", "null"], "default": default}, "description": description}
+def _seconds(label: str, applies: str, text: str, *, default: float, note: str = "") -> dict[str, Any]:
+    shown = f"{default:g}" + (f" {note}" if note else "")
+    return {"label": label, "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+            "description": _describe(applies, f"Seconds. {text}", shown)}
 
 
 TLS_FIELDS = {
-    "tls": _flag("TLS", "For tcp:// endpoints. Off only when explicitly false.", default=True),
-    "tls_verify": _flag("Verify TLS", "Verify the server certificate against the CA.", default=True),
-    "tls_ca_cert": _text("CA certificate", "Path to a PEM file, or inline PEM."),
-    "tls_client_cert": _text("Client certificate", "Path to a PEM file, or inline PEM."),
-    "tls_client_key": _text("Client key", "Path to a PEM file, or inline PEM.", secret=True),
-    "tls_hostname": _text("TLS server name", "Name to verify if it differs from the host."),
+    "tls": _flag("TLS", TCP, "Off means plain TCP (port 2375); then leave the other TLS fields empty.", default=True),
+    "tls_verify": _flag("Verify TLS", TCP, "Verify the server certificate and name against the CA.", default=True),
+    "tls_ca_cert": _text("CA certificate", TCP, "Path to a PEM file on the worker, or inline PEM.", default="system CAs"),
+    "tls_client_cert": _text("Client certificate", TCP, "For mutual TLS: path to a PEM file, or inline PEM."),
+    "tls_client_key": _text("Client key", TCP, "Key of the client certificate: path or inline PEM.", secret=True),
+    "tls_hostname": _text("TLS server name", TCP, "Name to verify when it differs from the URL's host."),
 }
-SSH_FIELDS = {
-    "ssh_conn_id": _text("SSH connection id", "Reuse an Airflow ssh connection's host, user and keys."),
-    "socket_path": _text("Remote socket path", "For ssh://: the daemon's socket on the remote host."),
-    "key_file": _text("SSH key file", "Path to a private key on the worker."),
-    "private_key": _text("SSH private key", "Inline private key (OpenSSH or PEM).", secret=True),
-    "private_key_passphrase": _text("SSH key passphrase", "Passphrase of the private key.", secret=True),
-    "host_key": _text("SSH host key", "Expected host key, e.g. 'ssh-ed25519 AAAA...'."),
-    "known_hosts": _text("known_hosts file", "Path; default ~/.ssh/known_hosts."),
-    "no_host_key_check": _flag("Skip host key check", "Insecure: accept any host key.", default=False),
-    "look_for_keys": _flag("Look for keys", "Also try ~/.ssh keys and the SSH agent.", default=True),
-    "allow_host_key_change": _flag("Allow host key change", "Insecure: accept a changed host key.", default=False),
-    "disabled_algorithms": _text("Disabled SSH algorithms", 'JSON, e.g. {"pubkeys": ["rsa-sha2-512"]}.'),
-    "compress": _flag("SSH compression", "Compress the SSH stream (rarely faster for images).", default=False),
-    "ciphers": _text("SSH ciphers", "Comma-separated preference; default prefers AES-GCM."),
-    "conn_timeout": _number("SSH connect timeout", "Seconds.", default=10),
-}
+
+
+def _ssh_fields(*, buildkit: bool) -> dict[str, Any]:
+    fields = {
+        "ssh_conn_id": _text("SSH connection id", SSH, "Reuse an Airflow ssh connection's host, user and keys."),
+        "socket_path": _text(
+            "Remote socket path", SSH, "The daemon's socket on the remote host when the URL has no path.",
+            default="/run/buildkit/buildkitd.sock" if buildkit else "/var/run/docker.sock",
+        ),
+        "key_file": _text("SSH key file", SSH, "Path to a private key on the worker."),
+        "private_key": _text("SSH private key", SSH, "Inline private key (OpenSSH or PEM).", secret=True),
+        "private_key_passphrase": _text("SSH key passphrase", SSH, "Passphrase of the private key.", secret=True),
+        "host_key": _text("SSH host key", SSH, "The only host key accepted, e.g. 'ssh-ed25519 AAAA...'."),
+        "known_hosts": _text("known_hosts file", SSH, "Used when no host key is set.", default="~/.ssh/known_hosts"),
+        "no_host_key_check": _flag("Skip host key check", SSH, "Insecure: accept any host key.", default=False),
+        "look_for_keys": _flag("Look for keys", SSH, "Also try ~/.ssh keys and the SSH agent.", default=True),
+        "allow_host_key_change": _flag("Allow host key change", SSH, "Insecure: accept any host key.", default=False),
+        "disabled_algorithms": _text("Disabled SSH algorithms", SSH, 'JSON, e.g. {"pubkeys": ["rsa-sha2-512"]}.'),
+        "compress": _flag("SSH compression", SSH, "Compress the SSH stream (rarely faster for images).", default=False),
+        "ciphers": _text("SSH ciphers", SSH, "Comma-separated preference.", default="AES-GCM first"),
+    }
+    if buildkit:
+        fields["conn_timeout"] = _seconds(
+            "Connect timeout", ANY, "To open a connection to the daemon (for docker://, also the engine API "
+            "timeout).", default=30, note="(for ssh://, the SSH handshake's own default is 10)",
+        )
+    else:
+        fields["conn_timeout"] = _seconds(
+            "SSH connect timeout", SSH, "For connect, banner, authentication and opening a channel.", default=10
+        )
+    return fields
+
+
 ENGINE_FIELDS = {
     **TLS_FIELDS,
-    **SSH_FIELDS,
-    "timeout": _number("API timeout", "Seconds for each API call.", default=60),
-    "transfer_timeout": _number("Stall timeout", "Seconds without progress before a transfer is abandoned.", default=300),
+    **_ssh_fields(buildkit=False),
+    "timeout": _seconds("API timeout", ANY, "For each API call (inspect, tag, version...).", default=60),
+    "transfer_timeout": _seconds(
+        "Stall timeout", ANY, "Without progress before a save or load is abandoned.", default=300
+    ),
 }
 BUILDKIT_FIELDS = {
-    "engine_conn_id": _text("Engine connection id", "With host docker://: use the BuildKit inside this engine."),
-    "network": _text("RUN network", "default, none or host (engines without a bridge need none)."),
-    "registry_conn_ids": _text("Registry connections", "Connection ids whose credentials BuildKit may ask for."),
-    "context_roots": _text("Allowed context roots", "Directories build contexts must lie in (comma-separated)."),
+    "engine_conn_id": _text("Engine connection id", "docker://", "The BuildKit inside this docker_engine connection's engine."),
+    "network": {
+        "label": "RUN network",
+        "schema": {"type": ["string", "null"], "enum": [None, "default", "none", "host"],
+                   "values_display": {"None": "daemon default", "default": "default", "none": "none", "host": "host"}},
+        "description": _describe(ANY, "Network of every RUN step (engines without a bridge need none).", "daemon default"),
+    },
+    "registry_conn_ids": _text("Registry connections", ANY, "Connection ids whose credentials BuildKit may ask for "
+                               "(comma-separated or a JSON list)."),
+    "context_roots": _text("Allowed context roots", ANY, "Directories build contexts must lie in (comma-separated "
+                           "or a JSON list).", default="anywhere"),
     **TLS_FIELDS,
-    **SSH_FIELDS,
+    **_ssh_fields(buildkit=True),
 }
 
 
@@ -66,8 +120,9 @@ def _behaviour(placeholder: str) -> dict[str, Any]:
         "relabeling": {"host": "Endpoint URL", "login": "SSH user", "password": "SSH password"},
         "placeholders": {
             "host": placeholder,
-            "login": "user for ssh:// endpoints (or in the URL)",
-            "port": "if the URL has none",
+            "login": "ssh:// only: the user, if the URL has none",
+            "password": "ssh:// only",
+            "port": "tcp:// and ssh://: if the URL has none",
         },
     }
 
@@ -99,6 +154,9 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_artiload.operators.build",
                 ],
             }
+        ],
+        "asset-uris": [
+            {"schemes": ["docker-image"], "handler": "airflow_provider_artiload.operators._assets.sanitize_image_uri"}
         ],
         "connection-types": [
             {

@@ -20,6 +20,7 @@ from airflow_provider_artiload.endpoints import (
     Kind,
     default_engine_url,
     parse_endpoint,
+    redact,
     with_credentials,
 )
 from airflow_provider_artiload.exceptions import EndpointError
@@ -32,7 +33,8 @@ def endpoint_from_connection(conn: Any, *, kind: Kind, get_connection: GetConnec
     try:
         return _endpoint(conn, kind=kind, get_connection=get_connection)
     except EndpointError as exc:
-        raise EndpointError(f"connection {conn.conn_id!r}: {exc}") from None
+        error = EndpointError(redact(f"connection {conn.conn_id!r}: {exc}"))
+    raise error  # outside the except block: the unredacted original is not kept as __context__
 
 
 def optional_connection(get_connection: GetConnection, conn_id: str, default_conn_name: str) -> Any | None:
@@ -53,8 +55,13 @@ def default_endpoint(kind: Kind) -> Endpoint:
     return parse_endpoint(url, kind=kind, extras=extras)
 
 
+def set_extras(conn: Any) -> dict[str, Any]:
+    """The extras that are set: the UI's form saves every field, untouched ones as null (or "")."""
+    return {k: v for k, v in (conn.extra_dejson or {}).items() if v is not None and v != ""}
+
+
 def _endpoint(conn: Any, *, kind: Kind, get_connection: GetConnection) -> Endpoint:
-    extras = dict(conn.extra_dejson or {})
+    extras = set_extras(conn)
     url = _url(conn.host or "", conn.port, kind)
     login, password = conn.login, conn.password
     ssh_conn_id = extras.get("ssh_conn_id")
@@ -97,8 +104,8 @@ def _merge_ssh_connection(url: str, extras: dict[str, Any], ssh_conn: Any) -> tu
     path = url[len("ssh://") :].partition("/")[2] if url else ""
     user = f"{ssh_conn.login}@" if ssh_conn.login else ""
     port = f":{ssh_conn.port}" if ssh_conn.port else ""
-    merged = {k: v for k, v in (ssh_conn.extra_dejson or {}).items() if k in SSH_EXTRAS}
-    merged.update({k: v for k, v in extras.items() if k != "ssh_conn_id"})
+    merged = {k: v for k, v in set_extras(ssh_conn).items() if k in SSH_EXTRAS}
+    merged.update({k: v for k, v in extras.items() if k != "ssh_conn_id"})  # only set ones: null never overrides
     merged_url = f"{prefix}ssh://{user}{ssh_conn.host}{port}" + (f"/{path}" if path else "")
     return merged_url, merged
 

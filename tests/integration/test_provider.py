@@ -51,7 +51,8 @@ def test_connection_forms_for_the_ui():
     assert behaviour["hidden_fields"] == ["schema"]
     assert behaviour["placeholders"]["host"].startswith("unix:///var/run/docker.sock")
     widgets = manager.connection_form_widgets
-    assert widgets["extra__docker_engine__no_host_key_check"].field["schema"]["default"] is False
+    no_check = widgets["extra__docker_engine__no_host_key_check"].field["schema"]
+    assert "default" not in no_check  # unset stays unset: the hook's own default (verify host keys) applies
     assert widgets["extra__buildkit__engine_conn_id"].field["schema"]["title"] == "Engine connection id"
 
 

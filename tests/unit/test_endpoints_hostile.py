@@ -117,11 +117,6 @@ def test_redacted_through_an_airflow_connection_too(host):
     assert "s3cr3t" not in str(info.value) and "connection 'c'" in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hooks/connection.py (_merge_ssh_connection) quotes the host field before parse_endpoint's redaction; "
-    "fix: apply endpoints.redact in endpoint_from_connection",
-)
 def test_redacted_when_ssh_conn_id_is_combined_with_a_host():
     from airflow_provider_artiload.hooks.connection import endpoint_from_connection
 
