@@ -2,22 +2,44 @@
 
 A tarball is written under a temporary sibling name (owner-only), hashed as
 it goes, fsynced and renamed only when complete; on any failure the temp file
-is removed, so the final path holds a whole archive or nothing. A temp file
-left by a SIGKILLed task is removed by the next write to the same path.
+is removed, so the final path holds a whole archive or nothing.
+
+Temp files left by a SIGKILLed task are removed by the next write to the same
+path, and never one a live writer is using: a writer holds an exclusive
+``flock`` on its temp file from creation until it is renamed into place.
+flock locks belong to the open file, not to a process id, so they hold across
+PID namespaces (a worker in another container sharing the volume), where the
+pid in the temp name means nothing. Cleanup removes only temp files it can lock
+itself. A writer creates its temp file, locks it, and checks it is still there
+(a cleaner may have locked or removed it in between: then it takes another
+name), so no window is left where a live writer's file can go. Where the filesystem has no flock (some NFS or FUSE mounts), it
+removes only temp files unmodified for :data:`UNLOCKED_STALE_SECONDS`: a live
+writer touches its file with every chunk, and a transfer that stalls for
+longer than the engines' stall timeout (300 s by default) has been abandoned.
 
 Paths are local, or a :class:`RemotePath` on any fsspec filesystem (what an
 Airflow ObjectStoragePath resolves to: ``sftp://``, ``s3://``...), streamed
-both ways in chunks, never buffered whole.
+both ways in chunks, never buffered whole. On S3 (:data:`ATOMIC_UPLOADS`) the
+object is written straight to its key as a streamed multipart upload of
+``block_size`` parts (s3fs: 5 MiB, one part in memory at a time): S3 makes an
+object visible only when its upload completes, so that is complete-or-absent
+without a temp key and a full server-side copy; a failed write aborts the
+upload (``discard``), and an older object at the key stays until the new one
+is complete. A killed task leaves an invisible incomplete upload: a bucket
+lifecycle rule ``AbortIncompleteMultipartUpload`` reclaims it. Elsewhere
+(``sftp://``...) a temp sibling is moved into place.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
 import re
 import secrets
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -27,6 +49,11 @@ from airflow_provider_artiload.progress import human
 
 CHUNK = 1 << 20
 FILE_MODE = 0o600
+UNLOCKED_STALE_SECONDS = 3600.0  # without flock: a temp file unmodified this long is abandoned
+ATOMIC_UPLOADS = ("s3", "s3a")  # an object appears only when its (multipart) upload completes
+PART_SIZE = 5 << 20  # S3's smallest part; s3fs's own default block is 50 MiB, held in memory
+MAX_PARTS = 9000  # S3 allows 10,000 parts per upload
+NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
 
 @dataclass(frozen=True)
@@ -53,9 +80,7 @@ class AtomicFile:
         self.expected_size = expected_size
         self.size = 0
         self._hash = hashlib.sha256()
-        self._temp = os.path.join(
-            self.directory, f".{os.path.basename(self.path)}.artiload-{os.getpid()}-{secrets.token_hex(4)}.partial"
-        )
+        self._temp = _temp_name(self.path)
         self._file: BinaryIO | None = None
 
     @property
@@ -68,14 +93,24 @@ class AtomicFile:
         except OSError as exc:
             raise DestinationError(f"cannot write {self.path}: cannot create {self.directory}: {exc.strerror}") from exc
         remove_stale_temp_files(self.path)
+        _clear_directory_at(self.path)
         if self.expected_size:
             check_free_space(self.directory, self.expected_size, what=self.path)
-        try:
-            fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-        except OSError as exc:
-            raise DestinationError(f"cannot write {self.path}: {exc.strerror}") from exc
-        self._file = os.fdopen(fd, "wb", buffering=0)
+        self._file = os.fdopen(self._create_locked_temp(), "wb", buffering=0)
         return self
+
+    def _create_locked_temp(self) -> int:
+        """A new temp file, locked, and still linked: a cleaner may lock or remove it between create and lock."""
+        for _ in range(5):
+            try:
+                fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            except OSError as exc:
+                raise DestinationError(f"cannot write {self.path}: {exc.strerror}") from exc
+            if _lock(fd) and os.fstat(fd).st_nlink > 0:
+                return fd  # held until the temp name is gone: renamed into place or removed
+            os.close(fd)  # a cleaner took it first: another name
+            self._temp = _temp_name(self.path)
+        raise DestinationError(f"cannot write {self.path}: could not lock a temp file in {self.directory}")
 
     def write(self, chunk: bytes) -> None:
         assert self._file is not None
@@ -90,16 +125,19 @@ class AtomicFile:
         assert self._file is not None
         try:
             os.fsync(self._file.fileno())
+            _clear_directory_at(self.path)
+            os.replace(self._temp, self.path)  # still locked: no cleaner can take the temp name first
             self._file.close()
-            os.replace(self._temp, self.path)
         except OSError as exc:
             raise self._write_error(exc) from exc
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         if self._file is not None and not self._file.closed:
+            try:
+                os.unlink(self._temp)  # before closing, while the lock is ours
+            except FileNotFoundError:
+                pass
             self._file.close()
-        if os.path.exists(self._temp):
-            os.unlink(self._temp)
 
     def _write_error(self, exc: OSError) -> DestinationError:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -112,7 +150,11 @@ class AtomicFile:
 
 
 class RemoteAtomicFile:
-    """AtomicFile's contract on an fsspec filesystem: a temp sibling, moved into place when complete."""
+    """AtomicFile's contract on an fsspec filesystem.
+
+    Object stores with atomic uploads (S3): a streamed multipart upload straight to the key, aborted
+    on failure. Others (SFTP...): a temp sibling, moved into place when complete.
+    """
 
     def __init__(self, target: RemotePath, *, expected_size: int | None = None) -> None:
         self.target = target
@@ -121,17 +163,27 @@ class RemoteAtomicFile:
         self.size = 0
         self._hash = hashlib.sha256()
         parent, _, name = target.path.rpartition("/")
-        self._temp = f"{parent}/.{name}.artiload-{os.getpid()}-{secrets.token_hex(4)}.partial"
+        self.direct = _protocols(target.fs) & set(ATOMIC_UPLOADS) != set()
+        self._temp = target.path if self.direct else f"{parent}/.{name}.artiload-{os.getpid()}-{secrets.token_hex(4)}.partial"
         self._file: Any = None
+        self._committed = False
 
     @property
     def sha256(self) -> str:
         return "sha256:" + self._hash.hexdigest()
 
     def __enter__(self) -> RemoteAtomicFile:
+        fs = self.target.fs
         try:
-            self.target.fs.makedirs(self._temp.rpartition("/")[0] or "/", exist_ok=True)
-            self._file = self.target.fs.open(self._temp, "wb")
+            if not self.direct:
+                fs.makedirs(self._temp.rpartition("/")[0] or "/", exist_ok=True)
+                _remove_stale_remote_temp_files(self.target)
+            if fs.isdir(self.target.path) and not self.direct:
+                _clear_remote_directory_at(self.target)
+            options = {"block_size": part_size(self.expected_size)} if self.direct else {}
+            self._file = fs.open(self._temp, "wb", **options)
+        except DestinationError:
+            raise
         except Exception as exc:  # noqa: BLE001 - any backend's error, named with the URI
             raise DestinationError(f"cannot write {self.path}: {exc}") from exc
         return self
@@ -147,7 +199,10 @@ class RemoteAtomicFile:
     def commit(self) -> None:
         fs = self.target.fs
         try:
-            self._file.close()
+            self._file.close()  # S3: uploads the last part and completes the upload: now it is visible
+            self._committed = True
+            if self.direct:
+                return
             if fs.exists(self.target.path):
                 fs.rm(self.target.path)  # SFTP rename does not overwrite
             fs.mv(self._temp, self.target.path)
@@ -156,12 +211,22 @@ class RemoteAtomicFile:
 
     def __exit__(self, *exc_info: object) -> None:
         if self._file is not None and not self._file.closed:
-            self._file.close()
+            if self.direct:
+                _discard(self._file)  # never close() a failed upload: that would publish the partial object
+            else:
+                _quietly(self._file.close)
+        if self.direct:
+            return
         try:
             if self.target.fs.exists(self._temp):
                 self.target.fs.rm(self._temp)
         except Exception:  # noqa: BLE001 - best effort; the original error matters more
             pass
+
+
+def part_size(expected_size: int | None) -> int:
+    """The multipart part size: S3's minimum, or larger for archives that would need too many parts."""
+    return max(PART_SIZE, -(-(expected_size or 0) // MAX_PARTS))
 
 
 def atomic_file(target: Target, *, expected_size: int | None = None) -> AtomicFile | RemoteAtomicFile:
@@ -175,10 +240,17 @@ def exists(target: Target) -> bool:
 
 
 def child(directory: Target, name: str) -> Target:
-    """``name`` inside ``directory`` (a path or URI ending in ``/``)."""
+    """``name`` inside ``directory`` (a path or URI, with or without its trailing ``/``)."""
     if isinstance(directory, RemotePath):
         return RemotePath(directory.fs, directory.path.rstrip("/") + "/" + name, directory.uri.rstrip("/") + "/" + name)
     return os.path.join(directory, name)
+
+
+def as_directory(target: Target) -> Target:
+    """The same place, marked as a directory: its ``str()`` ends in ``/`` (content-addressed names go inside)."""
+    if isinstance(target, RemotePath):
+        return RemotePath(target.fs, target.path.rstrip("/") + "/", target.uri.rstrip("/") + "/")
+    return target.rstrip("/") + "/"
 
 
 def remove(target: Target) -> None:
@@ -197,6 +269,10 @@ def remove_older_than(directory: Target, cutoff: float, *, suffixes: tuple[str, 
     removed = []
     for path, mtime in _listing(directory):
         if path.endswith(suffixes) and mtime < cutoff:
+            if path.endswith(".partial") and not isinstance(directory, RemotePath):
+                if _remove_if_unlocked(path, cutoff, now=time.time()):
+                    removed.append(path)
+                continue
             remove(child(directory, path.rsplit("/", 1)[-1]))
             removed.append(path)
     return removed
@@ -206,8 +282,7 @@ def _listing(directory: Target) -> Iterator[tuple[str, float]]:
     if isinstance(directory, RemotePath):
         for entry in directory.fs.ls(directory.path, detail=True):
             if entry.get("type") == "file":
-                mtime = entry.get("mtime") or entry.get("LastModified") or entry.get("created")
-                yield entry["name"], mtime.timestamp() if hasattr(mtime, "timestamp") else float(mtime or 0)
+                yield entry["name"], _mtime(entry)
         return
     with os.scandir(directory) as entries:
         for entry in entries:
@@ -229,17 +304,126 @@ def check_free_space(directory: str, needed: int, *, what: str) -> None:
         )
 
 
-def remove_stale_temp_files(path: str) -> None:
-    """Remove temp files of earlier writers to ``path`` whose process is gone."""
+def temp_pattern(name: str) -> re.Pattern[str]:
+    """The temp names of writers to ``name`` (the pid in them is informational only)."""
+    return re.compile(rf"^\.{re.escape(name)}\.artiload-\d+-[0-9a-f]+\.partial$")
+
+
+def remove_stale_temp_files(path: str, *, now: float | None = None) -> list[str]:
+    """Remove temp files of earlier writers to ``path`` that no live writer holds (see the module doc)."""
     directory, name = os.path.split(os.path.abspath(path))
-    pattern = re.compile(rf"^\.{re.escape(name)}\.artiload-(\d+)-[0-9a-f]+\.partial$")
+    pattern = temp_pattern(name)
+    now = time.time() if now is None else now
+    removed = []
     for entry in os.listdir(directory):
-        match = pattern.match(entry)
-        if match and not _alive(int(match.group(1))):
-            try:
-                os.unlink(os.path.join(directory, entry))
-            except FileNotFoundError:
-                pass
+        if pattern.match(entry) and _remove_if_unlocked(os.path.join(directory, entry), now, now=now):
+            removed.append(entry)
+    return removed
+
+
+def _remove_if_unlocked(path: str, older_than: float, *, now: float) -> bool:
+    """Remove ``path`` if it was last modified before ``older_than`` and nobody holds its lock."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False  # gone already, or not a file we may touch
+    try:
+        if os.fstat(fd).st_mtime > older_than:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a live writer holds it, in this PID namespace or another
+        except OSError as exc:
+            if exc.errno not in NO_LOCKS or os.fstat(fd).st_mtime >= now - UNLOCKED_STALE_SECONDS:
+                return False
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        return True
+    finally:
+        os.close(fd)
+
+
+def _temp_name(path: str) -> str:
+    directory, name = os.path.split(path)
+    return os.path.join(directory, f".{name}.artiload-{os.getpid()}-{secrets.token_hex(4)}.partial")
+
+
+def _lock(fd: int) -> bool:
+    """The writer's lock on its temp file; False if a cleaner holds it. Without flock, the age rule protects it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as exc:
+        if exc.errno not in NO_LOCKS:
+            raise
+    return True
+
+
+def _clear_directory_at(path: str) -> None:
+    """A directory where the tarball goes (not ours): an empty one is replaced; one with files is refused."""
+    if not os.path.isdir(path) or os.path.islink(path):
+        return
+    try:
+        os.rmdir(path)
+    except OSError as exc:
+        raise DestinationError(
+            f"cannot write {path}: it is a directory with files in it; a tarball path names a file "
+            f"(end it with / for a content-addressed name inside it)"
+        ) from exc
+
+
+def _clear_remote_directory_at(target: RemotePath) -> None:
+    try:
+        if target.fs.ls(target.path):
+            raise DestinationError(
+                f"cannot write {target.uri}: it is a directory with files in it; a tarball path names a file "
+                f"(end it with / for a content-addressed name inside it)"
+            )
+        target.fs.rmdir(target.path)
+    except DestinationError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise DestinationError(f"cannot write {target.uri}: a directory is in the way: {exc}") from exc
+
+
+def _remove_stale_remote_temp_files(target: RemotePath) -> None:
+    """No locks over SFTP: a temp file of this path unmodified for UNLOCKED_STALE_SECONDS is abandoned."""
+    parent, _, name = target.path.rpartition("/")
+    pattern, cutoff = temp_pattern(name), time.time() - UNLOCKED_STALE_SECONDS
+    try:
+        for entry in target.fs.ls(parent or "/", detail=True):
+            base = entry["name"].rsplit("/", 1)[-1]
+            if entry.get("type") == "file" and pattern.match(base) and _mtime(entry) < cutoff:
+                target.fs.rm(entry["name"])
+    except Exception:  # noqa: BLE001 - best effort: a leftover temp file is harmless
+        pass
+
+
+def _mtime(entry: dict[str, Any]) -> float:
+    mtime = entry.get("mtime") or entry.get("LastModified") or entry.get("created")
+    return mtime.timestamp() if hasattr(mtime, "timestamp") else float(mtime or 0)
+
+
+def _protocols(fs: Any) -> set[str]:
+    protocol = getattr(fs, "protocol", ())
+    return {protocol} if isinstance(protocol, str) else set(protocol)
+
+
+def _discard(handle: Any) -> None:
+    """Drop a half-written upload without publishing it (s3fs aborts the multipart upload)."""
+    _quietly(handle.discard)
+    handle.closed = True  # else its __del__ would close(), i.e. complete the upload
+
+
+def _quietly(action: Any) -> None:
+    try:
+        action()
+    except Exception:  # noqa: BLE001 - best effort; the original error matters more
+        pass
 
 
 def read_chunks(
@@ -250,7 +434,11 @@ def read_chunks(
     Missing or unreadable files are ArchiveErrors naming the path.
     """
     try:
-        handle = path.fs.open(path.path, "rb") if isinstance(path, RemotePath) else open(path, "rb", buffering=0)
+        if isinstance(path, RemotePath):
+            options = {"block_size": PART_SIZE} if _protocols(path.fs) & set(ATOMIC_UPLOADS) else {}
+            handle = path.fs.open(path.path, "rb", **options)  # s3fs reads ahead one block, not 50 MiB
+        else:
+            handle = open(path, "rb", buffering=0)
     except FileNotFoundError:
         raise ArchiveError(f"archive {path} does not exist") from None
     except OSError as exc:
@@ -268,12 +456,3 @@ def read_chunks(
                     left -= len(chunk)
                 yield chunk
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -21,22 +21,29 @@ LOCAL_PROTOCOLS = ("file", "local", "")
 
 
 def as_target(path: str | ObjectStoragePath | Any) -> Target:
-    """A local path string, or a RemotePath on the filesystem the URL names."""
+    """A local path string, or a RemotePath on the filesystem the URL names.
+
+    A trailing ``/`` (a directory: the tarball gets a content-addressed name
+    inside it) is kept on every backend, although ObjectStoragePath drops it.
+    """
+    text = str(path).strip()
     if not isinstance(path, ObjectStoragePath):
-        text = str(path).strip()
         if not text:
             raise ArtiloadError("the tarball path is empty")
         if "://" not in text:
             return text
         if text.startswith("file://"):
             return text[len("file://") :]
+    directory = text.endswith("/")
     try:
         path = path if isinstance(path, ObjectStoragePath) else ObjectStoragePath(text)
         if path.protocol in LOCAL_PROTOCOLS:
-            return path.path
-        return RemotePath(fs=path.fs, path=path.path, uri=str(path))
+            target: Target = path.path
+        else:
+            target = RemotePath(fs=path.fs, path=path.path, uri=str(path))
     except Exception as exc:  # noqa: BLE001 - fsspec/Airflow raise plain ValueError/ImportError
         raise ArtiloadError(f"cannot use {path}: {exc}") from exc
+    return storage.as_directory(target) if directory else target
 
 
 def delete(path: str | ObjectStoragePath | Any) -> None:

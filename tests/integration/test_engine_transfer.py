@@ -199,7 +199,7 @@ def test_invalid_tag_is_refused_before_loading(monkeypatch, engine_b, saved):
     drop(engine_b, saved.image_id)
     before = snapshot(engine_b)
     hook = connect(monkeypatch, "dst_tag", engine_b.unix_url)
-    with pytest.raises(InvalidReference, match="invalid tag 'Bad Tag!'"):
+    with pytest.raises(InvalidReference, match="invalid image reference 'app:Bad Tag!'"):
         hook.load_archive(saved, tags=["good/tag:1", "app:Bad Tag!"])
     assert snapshot(engine_b) == before
 
@@ -224,10 +224,11 @@ def test_unwritable_destination_leaves_nothing(monkeypatch, engine, tmp_path):
         hook.save_image(BASE, str(tmp_path / "a-file" / "x.tar"))
     locked = tmp_path / "locked"
     locked.mkdir()
-    (locked / "x.tar").mkdir()  # a directory in the way: rename must fail, temp must go
-    with pytest.raises(DestinationError, match="cannot write"):
+    (locked / "x.tar").mkdir()  # a directory with someone's data in the way: refused, never deleted
+    (locked / "x.tar" / "theirs.txt").write_text("keep me")
+    with pytest.raises(DestinationError, match="cannot write|is a directory"):
         hook.save_image(BASE, str(locked / "x.tar"))
-    assert os.listdir(locked) == ["x.tar"]
+    assert os.listdir(locked) == ["x.tar"] and (locked / "x.tar" / "theirs.txt").read_text() == "keep me"
 
 
 def test_tls_with_the_wrong_ca_or_no_client_cert_fails_clearly(monkeypatch, engine, tls_material):

@@ -53,3 +53,58 @@ def test_cleanup_removes_only_old_tarballs_and_temp_files(tmp_path):
     removed = TarballCleanupOperator(task_id="c", prefix=str(tmp_path), older_than_days=7).execute({})
     assert sorted(os.path.basename(p) for p in removed) == [".old.tar.artiload-1-aa.partial", "old.tar"]
     assert sorted(os.listdir(tmp_path)) == ["new.tar", "old.txt"]
+
+
+NAMESPACED_WRITER = """
+import os, sys
+from airflow_provider_artiload.storage import AtomicFile
+with AtomicFile(sys.argv[1]) as out:
+    out.write(b"from another PID namespace")
+    print("TEMP=" + out._temp + " PID=" + str(os.getpid()), flush=True)
+    sys.stdin.read()  # hold the temp file until told to go on
+    out.commit()
+"""
+
+
+def test_cleanup_spares_a_writer_in_another_pid_namespace(tmp_path):
+    """A worker in another container sharing the volume: the pid in its temp name means nothing here,
+    its flock on the temp file does. ``unshare --pid --fork`` (root) gives it its own PID namespace."""
+    import shutil
+    import subprocess
+    import sys
+
+    from airflow_provider_artiload.storage import AtomicFile, remove_stale_temp_files
+
+    assert shutil.which("unshare") and os.geteuid() == 0, "needs util-linux unshare, as root"
+    target = tmp_path / "shared.tar"
+    writer = subprocess.Popen(
+        ["unshare", "--pid", "--fork", sys.executable, "-c", NAMESPACED_WRITER, str(target)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    )
+    try:
+        line = next(line for line in writer.stdout if line.startswith("TEMP="))
+        temp, pid = line[len("TEMP="):].split(" PID=")
+        assert int(pid) == 1  # its pid in its namespace: here, pid 1 is our init, nothing to do with it
+        old = time.time() - 7200
+        os.utime(temp, (old, old))  # old enough to look abandoned
+        assert remove_stale_temp_files(str(target)) == []
+        with AtomicFile(str(target)) as out:  # a writer here, to the same path, meanwhile
+            out.write(b"from this namespace")
+            out.commit()
+        assert os.path.exists(temp)
+        writer.communicate("", timeout=60)
+        assert writer.returncode == 0
+        assert target.read_bytes() == b"from another PID namespace"  # the last to commit wins, whole
+        assert os.listdir(tmp_path) == ["shared.tar"]
+    finally:
+        writer.kill()
+
+
+def test_a_foreign_file_or_empty_directory_at_the_path_is_rewritten(monkeypatch, engine, tmp_path):
+    monkeypatch.setenv("AIRFLOW_CONN_LC_SRC3", json.dumps({"conn_type": "docker_engine", "host": engine.unix_url}))
+    garbage, empty_dir = tmp_path / "garbage.tar", tmp_path / "dir.tar"
+    garbage.write_bytes(os.urandom(10000))  # not ours: not even a tar archive
+    empty_dir.mkdir()
+    for target in (garbage, empty_dir):
+        artifact = SaveImageOperator(task_id="s", image=BASE, path=str(target), engine_conn_id="lc_src3").execute({})
+        assert target.is_file() and target.stat().st_size == artifact["size"]

@@ -72,3 +72,32 @@ def test_build_output_streams_to_sftp(monkeypatch, engine, sftp_store, tmp_path)
     assert sorted(os.listdir(sftp_store)) == ["rootfs.tar"]
     with tarfile.open(sftp_store / "rootfs.tar") as tar:
         assert tar.extractfile("hello").read() == b"remote\n"
+
+
+def test_a_directory_path_on_sftp_gets_content_addressed_names(monkeypatch, engine, sftp_store):
+    """``sftp://store@/dir/`` keeps its trailing slash (ObjectStoragePath drops it): <image id>.tar inside."""
+    monkeypatch.setenv("AIRFLOW_CONN_R_SRC3", json.dumps({"conn_type": "docker_engine", "host": engine.unix_url}))
+    uri = f"sftp://store@{sftp_store}/refresh/"
+    first = SaveImageOperator(task_id="save", image=BASE, path=uri, engine_conn_id="r_src3").execute({})
+    name = first["image_id"].split(":")[1] + ".tar"
+    assert first["path"] == uri + name
+    assert os.listdir(sftp_store / "refresh") == [name]
+    again = SaveImageOperator(task_id="save", image=BASE, path=uri, engine_conn_id="r_src3").execute({})
+    assert again["path"] == first["path"] and again["sha256"] == first["sha256"]
+    assert os.listdir(sftp_store / "refresh") == [name]  # one object per image, not one per directory
+
+
+def test_a_stale_sftp_temp_file_is_removed_and_a_fresh_one_kept(monkeypatch, engine, sftp_store):
+    import time
+
+    from airflow_provider_artiload.storage import UNLOCKED_STALE_SECONDS
+
+    monkeypatch.setenv("AIRFLOW_CONN_R_SRC4", json.dumps({"conn_type": "docker_engine", "host": engine.unix_url}))
+    stale = sftp_store / ".t.tar.artiload-7-aaaa0000.partial"
+    fresh = sftp_store / ".t.tar.artiload-8-bbbb0000.partial"
+    for path in (stale, fresh):
+        path.write_bytes(b"x")
+    old = time.time() - UNLOCKED_STALE_SECONDS - 60
+    os.utime(stale, (old, old))
+    SaveImageOperator(task_id="save", image=BASE, path=f"sftp://store@{sftp_store}/t.tar", engine_conn_id="r_src4").execute({})
+    assert sorted(os.listdir(sftp_store)) == sorted([fresh.name, "t.tar"])
