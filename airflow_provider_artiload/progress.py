@@ -1,4 +1,11 @@
-"""Transfer progress for task logs: bytes, total, MB/s; at most one line every few seconds."""
+"""Transfer progress for task logs: bytes, total, MB/s.
+
+A line every :data:`INTERVAL_SECONDS`, and, when the total is known and at
+least :data:`STEP_MIN_BYTES`, one each time another :data:`STEP_PERCENT` of it
+is done, so even a fast transfer of a modest image shows its progress before
+the closing "done" line. The callers log "done" (:meth:`Progress.finish`)
+only after the transfer was verified.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,8 @@ import time
 from collections.abc import Callable
 
 INTERVAL_SECONDS = 5.0
+STEP_PERCENT = 25
+STEP_MIN_BYTES = 1 << 20  # smaller transfers get only the closing line
 
 
 def human(size: float) -> str:
@@ -27,6 +36,7 @@ class Progress:
         total: int | None = None,
         *,
         interval: float = INTERVAL_SECONDS,
+        step_percent: int = STEP_PERCENT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.log = log
@@ -37,6 +47,8 @@ class Progress:
         self._clock = clock
         self.started = clock()
         self._last = self.started
+        self._step = total * step_percent // 100 if total and total >= STEP_MIN_BYTES and step_percent else 0
+        self._next_step = self._step
 
     @property
     def seconds(self) -> float:
@@ -49,7 +61,11 @@ class Progress:
     def add(self, n: int) -> None:
         self.done += n
         now = self._clock()
-        if now - self._last >= self.interval:
+        stepped = self._step and self.done >= self._next_step and self.done < (self.total or 0)
+        if stepped:
+            while self._next_step <= self.done:
+                self._next_step += self._step
+        if stepped or now - self._last >= self.interval:
             self._last = now
             self.log.info("%s: %s, %.1f MB/s", self.label, self._amount(), self.rate(now - self.started))
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 
 import pendulum
+from _common import BASE_IMAGE, check_base_image
 from airflow.sdk import DAG
 
 from airflow_provider_artiload.operators import BuildArtifactOperator, DockerLoadOperator, SaveImageOperator
 
 OUT = os.environ.get("ARTILOAD_DEMO_OUT", "/tmp/artiload")
 CONTEXT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "context", "refresh")
+ENGINE = "docker_engine_default"
 
 with DAG(
     dag_id="artiload_demo",
@@ -25,12 +27,14 @@ with DAG(
     catchup=False,
     tags=["artiload", "example"],
 ) as dag:
+    base = check_base_image(BASE_IMAGE, engine_conn_id=ENGINE)
     build = BuildArtifactOperator(
         task_id="build",
         context=CONTEXT,
         image="artiload-demo/build:{{ ds_nodash }}",
-        build_args={"DATA_DATE": "{{ ds }}"},
+        build_args={"DATA_DATE": "{{ ds }}", "BASE_IMAGE": BASE_IMAGE},
     )
+    base >> build
     save = SaveImageOperator(task_id="save", image=build.output, path=OUT + "/artiload-demo-{{ ds_nodash }}.tar")
     # The image is already in this engine, which would make the load a tag-only skip;
     # skip_existing=False and delta=False make the demo stream the whole archive anyway.

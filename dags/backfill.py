@@ -8,7 +8,7 @@ reuses the complete tarball and skips the engine that has the image.
 from __future__ import annotations
 
 import pendulum
-from _common import BUILD_ENGINE, BUILDER, CONTEXT, LOCAL, START, TARBALLS
+from _common import BASE_IMAGE, BUILD_ENGINE, BUILDER, CONTEXT, LOCAL, MACROS, START, TARBALLS, check_base_image
 from airflow.sdk import DAG
 
 from airflow_provider_artiload.operators import BuildArtifactOperator, DockerLoadOperator, SaveImageOperator
@@ -20,13 +20,15 @@ with DAG(
     end_date=pendulum.datetime(2026, 1, 3, tz="UTC"),
     catchup=True,
     max_active_runs=3,
+    user_defined_macros=MACROS,
     tags=["artiload", "example"],
 ) as dag:
+    base = check_base_image(BASE_IMAGE)
     build = BuildArtifactOperator(
         task_id="build",
         context=CONTEXT,
         image="artiload/backfill:{{ ds_nodash }}",
-        build_args={"DATA_DATE": "{{ ds }}"},
+        build_args={"DATA_DATE": "{{ ds }}", "BASE_IMAGE": BASE_IMAGE},
         buildkit_conn_id=BUILDER,
     )
     save = SaveImageOperator(
@@ -35,3 +37,4 @@ with DAG(
     load = DockerLoadOperator(
         task_id="load", source=save.output, engine_conn_id=LOCAL, tag="artiload/backfill:{{ ds_nodash }}"
     )
+    base >> build

@@ -9,7 +9,7 @@ The fleet is the Variable ``artiload_fleet`` (a JSON list of connection ids).
 
 from __future__ import annotations
 
-from _common import BUILD_ENGINE, BUILDER, CONTEXT, DEFAULT_FLEET, START, TARBALLS
+from _common import BASE_IMAGE, BUILD_ENGINE, BUILDER, CONTEXT, DEFAULT_FLEET, MACROS, START, TARBALLS, check_base_image
 from airflow.sdk import DAG, Variable, task
 
 from airflow_provider_artiload.operators import BuildArtifactOperator, DockerLoadOperator, SaveImageOperator
@@ -19,6 +19,7 @@ with DAG(
     schedule="@daily",
     start_date=START,
     catchup=False,
+    user_defined_macros=MACROS,
     tags=["artiload", "example"],
 ) as dag:
 
@@ -27,8 +28,10 @@ with DAG(
         return list(Variable.get("artiload_fleet", default=DEFAULT_FLEET, deserialize_json=True))
 
     engines = fleet()
+    base = check_base_image(BASE_IMAGE)
     build = BuildArtifactOperator(
-        task_id="build", context=CONTEXT, image="artiload/fleet:{{ ds_nodash }}", buildkit_conn_id=BUILDER
+        task_id="build", context=CONTEXT, image="artiload/fleet:{{ ds_nodash }}", buildkit_conn_id=BUILDER,
+        build_args={"BASE_IMAGE": BASE_IMAGE},
     )
     save = SaveImageOperator(task_id="save", image=build.output, path=TARBALLS + "/fleet/", engine_conn_id=BUILD_ENGINE)
     load_each = DockerLoadOperator.partial(
@@ -38,3 +41,4 @@ with DAG(
         task_id="load_fanout", source=save.output, engine_conn_id=engines, tag="artiload/fleet:latest", max_parallel=4
     )
     load_each >> load_fanout
+    base >> build

@@ -9,6 +9,8 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from airflow_provider_artiload.hooks.buildkit import BuildKitHook
+from airflow_provider_artiload.logs import quiet_libraries
+from airflow_provider_artiload.operators import _assets
 
 
 class BuildArtifactOperator(BaseOperator):
@@ -26,6 +28,11 @@ class BuildArtifactOperator(BaseOperator):
       alternative (``export="image"``, then SaveImageOperator).
     - ``"tar"``: the image's root filesystem as a tarball at ``output``;
       returns ``{"kind": "tar", "path", "sha256", "size"}``.
+
+    Emits an asset event through ``AssetAlias("artiload")``: for ``image``,
+    ``docker-image://<engine>/<repository>`` (``<engine>`` is the builder
+    connection's ``engine_conn_id`` extra, else ``buildkit_conn_id``); for a
+    tarball, its URI (see ``operators/_assets.py``).
 
     :param context: the build context directory. (templated)
     :param dockerfile: the Dockerfile, relative to ``context`` unless
@@ -70,6 +77,7 @@ class BuildArtifactOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.outlets = _assets.with_alias(self.outlets)
         self.context = context
         self.dockerfile = dockerfile
         self.image = image
@@ -89,21 +97,29 @@ class BuildArtifactOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         try:
-            return self.hook.build(
-                context=self.context,
-                dockerfile=self.dockerfile,
-                export=self.export,
-                image=self.image,
-                output=self.output_path,
-                build_args=self.build_args,
-                target=self.target,
-                labels=self.labels,
-                secrets=self.hook.resolve_secrets(self.secrets),
-                no_cache=self.no_cache,
-                platform=self.platform,
-            )
+            with quiet_libraries():
+                result = self.hook.build(
+                    context=self.context,
+                    dockerfile=self.dockerfile,
+                    export=self.export,
+                    image=self.image,
+                    output=self.output_path,
+                    build_args=self.build_args,
+                    target=self.target,
+                    labels=self.labels,
+                    secrets=self.hook.resolve_secrets(self.secrets),
+                    no_cache=self.no_cache,
+                    platform=self.platform,
+                )
         finally:
             self.hook.close()
+        if result.get("kind") == "image":
+            engine = self.hook._extras.get("engine_conn_id") or self.buildkit_conn_id
+            _assets.emit_images(context, engine, {"image_id": result["image_id"], "tags": [result["image"]]},
+                                engine=result.get("engine"))
+        elif result.get("path"):
+            _assets.emit_tarball(context, result)
+        return result
 
     def on_kill(self) -> None:
         self.hook.cancel()

@@ -9,7 +9,9 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from airflow_provider_artiload.hooks.engine import DockerEngineHook, copy_between, engine_hooks
-from airflow_provider_artiload.operators.load import as_tags, xcom_result
+from airflow_provider_artiload.logs import quiet_libraries
+from airflow_provider_artiload.operators import _assets
+from airflow_provider_artiload.operators.load import as_tags, emit_loaded, xcom_result
 from airflow_provider_artiload.operators.save import image_ref
 from airflow_provider_artiload.transfer import LoadOptions
 
@@ -19,7 +21,8 @@ class CopyImageOperator(BaseOperator):
 
     The export (``docker save``) is piped into each target's load as it
     arrives, with the same per-target skip/delta/full decision, verification
-    and tagging as DockerLoadOperator. Returns the same XCom shape.
+    and tagging as DockerLoadOperator. Returns the same XCom shape and emits
+    the same asset events.
 
     :param image: reference, image ID, or an ``image`` artifact. (templated)
     :param source_engine_conn_id: the ``docker_engine`` connection to read from.
@@ -46,6 +49,7 @@ class CopyImageOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.outlets = _assets.with_alias(self.outlets)
         self.image = image
         self.source_engine_conn_id = source_engine_conn_id
         self.engine_conn_id = engine_conn_id
@@ -65,10 +69,12 @@ class CopyImageOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         options = LoadOptions(as_tags(self.tag), self.skip_existing, self.delta, self.max_parallel)
         try:
-            outcomes = copy_between(self.source_hook, image_ref(self.image), self.target_hooks, options, self.log)
+            with quiet_libraries():
+                outcomes = copy_between(self.source_hook, image_ref(self.image), self.target_hooks, options, self.log)
         finally:
             for hook in (self.source_hook, *self.target_hooks):
                 hook.close()
+        emit_loaded(context, self.target_hooks, outcomes)
         return xcom_result(self.engine_conn_id, outcomes)
 
     def on_kill(self) -> None:

@@ -12,6 +12,8 @@ from airflow_provider_artiload.artifacts import DockerArchive, LoadOutcome
 from airflow_provider_artiload.exceptions import ArtiloadError
 from airflow_provider_artiload.hooks import paths
 from airflow_provider_artiload.hooks.engine import DockerEngineHook, engine_hooks, load_into
+from airflow_provider_artiload.logs import quiet_libraries
+from airflow_provider_artiload.operators import _assets
 from airflow_provider_artiload.transfer import LoadOptions
 
 
@@ -31,6 +33,11 @@ class DockerLoadOperator(BaseOperator):
     "bytes_sent", "seconds", "layers_sent", "layers_skipped"}``; for a list of
     engines, ``{"image_id", "tags", "targets": [one such dict per engine]}``.
     The task fails if any engine failed, after the others finished.
+
+    Emits, through ``AssetAlias("artiload")``, an asset event per engine and
+    repository of the tags: ``docker-image://<engine_conn_id>/<repository>``,
+    extra ``image_id``, ``digest``, ``tags``, ``engine``, ``mode`` (see
+    ``operators/_assets.py``).
 
     :param source: a docker-archive artifact (from SaveImageOperator or
         BuildArtifactOperator) or a path to a tarball. (templated)
@@ -60,6 +67,7 @@ class DockerLoadOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.outlets = _assets.with_alias(self.outlets)
         self.source = source
         self.delete_source = delete_source
         self.engine_conn_id = engine_conn_id
@@ -76,18 +84,30 @@ class DockerLoadOperator(BaseOperator):
         options = LoadOptions(as_tags(self.tag), self.skip_existing, self.delta, self.max_parallel)
         source = as_source(self.source)
         try:
-            outcomes = load_into(self.hooks, source, options, self.log)
+            with quiet_libraries():
+                outcomes = load_into(self.hooks, source, options, self.log)
+                if self.delete_source:
+                    paths.delete(source.path if isinstance(source, DockerArchive) else source)
+                    self.log.info("Deleted %s: every engine has the image", getattr(source, "path", source))
         finally:
             for hook in self.hooks:
                 hook.close()
-        if self.delete_source:
-            paths.delete(source.path if isinstance(source, DockerArchive) else source)
-            self.log.info("Deleted %s: every engine has the image", getattr(source, "path", source))
+        emit_loaded(context, self.hooks, outcomes, archive=source if isinstance(source, DockerArchive) else None)
         return xcom_result(self.engine_conn_id, outcomes)
 
     def on_kill(self) -> None:
         for hook in self.hooks:
             hook.abort()
+
+
+def emit_loaded(context: Context, hooks: Sequence[DockerEngineHook], outcomes: Sequence[LoadOutcome],
+                archive: DockerArchive | None = None) -> None:
+    """An asset event per engine and repository (``docker-image://<conn id>/<repository>``)."""
+    for hook, outcome in zip(hooks, outcomes):
+        extra = {"engine": outcome.engine, "mode": outcome.mode}
+        if archive is not None:
+            extra["archive_sha256"] = archive.sha256
+        _assets.emit_images(context, hook.engine_conn_id, outcome.to_xcom(), **extra)
 
 
 def xcom_result(engine_conn_id: str | Sequence[str], outcomes: Sequence[LoadOutcome]) -> dict[str, Any]:

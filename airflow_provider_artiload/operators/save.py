@@ -11,6 +11,8 @@ from airflow.sdk import BaseOperator, Context
 from airflow_provider_artiload.artifacts import IMAGE
 from airflow_provider_artiload.exceptions import ArtiloadError
 from airflow_provider_artiload.hooks.engine import DockerEngineHook
+from airflow_provider_artiload.logs import quiet_libraries
+from airflow_provider_artiload.operators import _assets
 
 
 class SaveImageOperator(BaseOperator):
@@ -39,6 +41,7 @@ class SaveImageOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.outlets = _assets.with_alias(self.outlets)
         self.image = image
         self.path = path
         self.engine_conn_id = engine_conn_id
@@ -49,9 +52,12 @@ class SaveImageOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         try:
-            return self.hook.save_image(image_ref(self.image), self.path).to_xcom()
+            with quiet_libraries():
+                artifact = self.hook.save_image(image_ref(self.image), self.path).to_xcom()
         finally:
             self.hook.close()
+        _assets.emit_tarball(context, artifact)
+        return artifact
 
     def on_kill(self) -> None:
         self.hook.abort()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -88,8 +90,15 @@ def image_output(engine, ref: str) -> bytes:
     return client.containers.run(ref, network_mode="none", remove=True)
 
 
+def asset_events(env: dict[str, str]) -> list[tuple[str, dict]]:
+    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as db:
+        rows = db.execute("SELECT asset.uri, asset_event.extra FROM asset_event JOIN asset ON asset.id = asset_event.asset_id")
+        return [(uri, json.loads(extra) if isinstance(extra, str) else extra) for uri, extra in rows]
+
+
 def test_image_refresh_builds_saves_and_loads_into_local_and_remote(example_env, engine_b, engine_c):
-    dags_test(example_env, "image_refresh", "2026-02-01")
+    result = dags_test(example_env, "image_refresh", "2026-02-01")
+    log = result.stdout + result.stderr
     for target in (engine_b, engine_c):
         assert image_output(target, "artiload/refresh:20260201") == b"data refreshed for 2026-02-01\n"
         image = docker.DockerClient(base_url=target.unix_url).images.get("artiload/refresh:latest")
@@ -98,6 +107,29 @@ def test_image_refresh_builds_saves_and_loads_into_local_and_remote(example_env,
     tarballs = Path(example_env["AIRFLOW_VAR_ARTILOAD_TARBALLS"]) / "refresh"
     [tarball] = os.listdir(tarballs)  # content-addressed: <image id>.tar
     assert tarball == image.id.split(":")[1] + ".tar"
+    # progress before "done", even for a transfer this fast; no SSH library chatter
+    loading = re.escape(f"Loading {tarballs}/{tarball} into ")
+    progress = [m.start() for m in re.finditer(loading + r"[^\n]*: [\d.]+ [KM]iB / [\d.]+ [KM]iB \(\d+%\)", log)]
+    done = [m.start() for m in re.finditer(loading + r"[^\n]*: done", log)]
+    assert progress and done and progress[0] < done[0], log[-4000:]
+    assert "[paramiko" not in log and "[asyncssh" not in log
+    # asset events: one per engine for the repository, with the image, its digest and tags
+    events = {uri: extra for uri, extra in asset_events(example_env) if uri.startswith("docker-image://")}
+    for conn_id in ("artiload_local", "artiload_remote"):
+        extra = events[f"docker-image://{conn_id}/artiload/refresh"]
+        assert extra["image_id"] == extra["digest"] == image.id
+        assert sorted(extra["tags"]) == ["artiload/refresh:20260201", "artiload/refresh:latest"]
+
+
+def test_a_missing_base_image_is_named_before_the_build(example_env):
+    env = {**example_env, "AIRFLOW_VAR_ARTILOAD_BASE_IMAGE": "artiload-test/not-there:1"}
+    result = subprocess.run([AIRFLOW, "dags", "test", "image_refresh", "2026-02-02"], env=env,
+                            capture_output=True, text=True, timeout=600)
+    log = result.stdout + result.stderr
+    assert result.returncode != 0 or "state=failed" in log
+    assert "the example DAGs build FROM 'artiload-test/not-there:1', which is not in the builder's engine" in log
+    assert "set the Variable artiload_base_image" in log
+    assert "Build finished" not in log and "is invalid" not in log  # it stopped before the build
 
 
 def test_backfill_runs_in_parallel_without_collisions_and_reruns_idempotently(example_env, engine_b, tmp_path):
