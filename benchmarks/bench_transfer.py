@@ -20,9 +20,11 @@ that is empty before each run: the image is removed by ID with force and the
 layer store is checked to be empty. Everything runs against private engines
 and an sshd started by ``scripts/harness.py`` and stopped at the end.
 
-Run (as root, not in CI)::
+Run (as root, not in CI), once per engine kind (``system``: the machine's
+docker.io; ``28-classic`` / ``28-containerd``: Docker 28 from
+scripts/fetch_engines.sh on either image store)::
 
-    .venv/bin/python benchmarks/bench_transfer.py --sizes 256M,1G --repeat 3
+    .venv/bin/python benchmarks/bench_transfer.py --sizes 256M,1G --repeat 3 --engine-kind 28-containerd
 """
 
 from __future__ import annotations
@@ -184,7 +186,10 @@ def empty_target(rig: Rig, image_id: str) -> None:
         rig.cli(rig.target, "rmi", "-f", image_id)
     left = rig.cli(rig.target, "images", "-aq", "--no-trunc").strip()
     layers = [p for d in glob.glob(os.path.join(rig.target.workdir, "root/image/*/layerdb/sha256"))
-              for p in os.listdir(d)]
+              for p in os.listdir(d)]  # classic store; the containerd store's content goes with its last image
+    blobs = glob.glob(os.path.join(rig.target.workdir, "root/containerd/daemon/io.containerd.content.v1.content/blobs/sha256/*"))
+    if blobs:
+        raise RuntimeError(f"target engine keeps {len(blobs)} blobs after the image was removed: a later load would skip them")
     if left or layers:
         raise RuntimeError(f"target engine not empty: images {left!r}, layers {layers}")
 
@@ -293,7 +298,9 @@ def machine_info(rig: Rig, load_at_start: tuple[float, float, float]) -> None:
     import paramiko  # noqa: PLC0415 - only for the version line
 
     print(f"Machine: {platform.node()}, nproc {os.cpu_count()}, {platform.platform()}, Python {platform.python_version()}")
-    print(f"Engine: Docker {version}; CLI {rig.docker}; {ssh_version}; paramiko {paramiko.__version__}")
+    store = rig.cli(rig.target, "info", "-f", "{{.Driver}} {{.DriverStatus}}").strip()
+    print(f"Engine: Docker {version}, kind {os.environ.get('ARTILOAD_TEST_ENGINE')}, storage {store}; "
+          f"CLI {rig.docker}; {ssh_version}; paramiko {paramiko.__version__}")
     loads = lambda la: "/".join(f"{x:.2f}" for x in la)  # noqa: E731
     print(f"Load average (1/5/15 min) at start {loads(load_at_start)}, at end {loads(os.getloadavg())}"
           " (other work on this machine skews the MB/s)\n")
@@ -306,8 +313,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="256M,1G", help="comma-separated layer sizes (K/M/G suffixes)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per tool and operation (median reported)")
+    parser.add_argument("--engine-kind", default=os.environ.get("ARTILOAD_TEST_ENGINE", "system"),
+                        choices=("system", "28-classic", "28-containerd"), help="engine version and image store")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    os.environ["ARTILOAD_TEST_ENGINE"] = args.engine_kind  # the harness starts engines of this kind
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0

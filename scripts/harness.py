@@ -238,6 +238,52 @@ def _unmount_under(root: str) -> None:
 # ---------------------------------------------------------------- Docker Engine
 
 
+ROOT = Path(__file__).resolve().parents[1]
+ENGINE_KINDS = ("system", "28-classic", "28-containerd")
+
+
+@dataclass(frozen=True)
+class EngineKind:
+    """Which dockerd and which image store: ``system`` (the machine's docker.io, classic store),
+    ``28-classic`` or ``28-containerd`` (Docker 28 from Debian sid, fetched by scripts/fetch_engines.sh)."""
+
+    name: str = "system"
+
+    @property
+    def store(self) -> str:
+        return "containerd" if self.name.endswith("containerd") else "classic"
+
+    @property
+    def private_root(self) -> Path | None:
+        return None if self.name == "system" else ROOT / ".engines" / "sid" / "root"
+
+    def dockerd(self) -> str:
+        if self.private_root is None:
+            return _binary("dockerd", "docker.io")
+        path = self.private_root / "usr" / "sbin" / "dockerd"
+        if not path.exists():
+            raise HarnessError(f"{path} is missing: run scripts/fetch_engines.sh (scripts/setup.sh does)")
+        return str(path)
+
+    def env(self) -> dict[str, str]:
+        """dockerd finds its containerd, shim and docker-init on PATH; runc stays the machine's."""
+        env = dict(os.environ)
+        if self.private_root is not None:
+            env["PATH"] = f"{self.private_root}/usr/bin:{self.private_root}/usr/sbin:{env.get('PATH', '')}"
+        return env
+
+    def daemon_config(self) -> dict:
+        return {"features": {"containerd-snapshotter": True}} if self.store == "containerd" else {}
+
+
+def engine_kind(name: str | None = None) -> EngineKind:
+    """The kind named, or by ``ARTILOAD_TEST_ENGINE`` (default ``system``)."""
+    name = name or os.environ.get("ARTILOAD_TEST_ENGINE") or "system"
+    if name not in ENGINE_KINDS:
+        raise HarnessError(f"unknown engine kind {name!r}: use one of {', '.join(ENGINE_KINDS)}")
+    return EngineKind(name)
+
+
 @dataclass
 class Engine:
     """A private dockerd; everything it owns lives under ``workdir``."""
@@ -251,10 +297,26 @@ class Engine:
     name: str = "engine"
     log_path: str = ""
     _proc: subprocess.Popen | None = field(default=None, repr=False, compare=False)
+    kind: EngineKind = field(default_factory=EngineKind)
 
     def stop(self, timeout: float = 20.0) -> None:
         """Stop dockerd, its containerd, shims and containers; unmount what is left. Idempotent."""
         _stop_engine(self.workdir, self.pid, self._proc, timeout)
+
+    def temp_entries(self) -> list[str]:
+        """The engine's TMPDIR (<data-root>/tmp): where a classic-store engine unpacks an upload it loads.
+        It must be empty again once an upload is aborted."""
+        return self._entries("tmp")
+
+    def upload_entries(self) -> list[str]:
+        """Every place an upload in progress lands: TMPDIR, and the containerd store's content ingest
+        directory (a blob being written). containerd keeps an aborted blob's partial ingest there (to
+        resume the same ref; `docker load` interrupted leaves it too) until the engine restarts."""
+        return self._entries("tmp") + self._entries("containerd/daemon/io.containerd.content.v1.content/ingest")
+
+    def _entries(self, sub: str) -> list[str]:
+        path = os.path.join(self.workdir, "root", sub)
+        return [f"{sub}/{name}" for name in sorted(os.listdir(path))] if os.path.isdir(path) else []
 
 
 def _ping(socket_path: str, timeout: float = 2.0) -> bool:
@@ -273,9 +335,10 @@ def _ping(socket_path: str, timeout: float = 2.0) -> bool:
 
 
 def start_engine(workdir: str | os.PathLike[str], *, tls: TLSMaterial | None = None,
-                 name: str = "engine", timeout: float = 30.0) -> Engine:
+                 name: str = "engine", timeout: float = 30.0, kind: EngineKind | None = None) -> Engine:
     """Start dockerd with its own data-root, exec-root (so its own managed containerd), socket and pidfile."""
-    dockerd = _binary("dockerd", "docker.io")
+    kind = kind or engine_kind()
+    dockerd = kind.dockerd()
     work = os.path.realpath(workdir)
     if len(f"{work}/exec/containerd/containerd.sock.ttrpc") > _UNIX_PATH_MAX:
         raise HarnessError(f"workdir {work!r} is too long for unix socket paths: use a short one under /tmp")
@@ -292,24 +355,25 @@ def start_engine(workdir: str | os.PathLike[str], *, tls: TLSMaterial | None = N
     # Our own daemon.json ignores the host's /etc/docker/daemon.json. Engines before 23.0 derive their
     # ID from /etc/docker/key.json, so side-by-side engines would share one ID unless each has its own
     # key; if an engine rejects that setting, start it with an empty config instead.
-    for config in ({"deprecated-key-path": f"{work}/key.json"}, {}):
+    base = kind.daemon_config()
+    for config in ({**base, "deprecated-key-path": f"{work}/key.json"}, base):
         Path(work, "daemon.json").write_text(json.dumps(config))
-        result = _launch_engine(argv, sock, tcp_url, tls, work, name, timeout)
+        result = _launch_engine(argv, sock, tcp_url, tls, work, name, timeout, kind)
         if isinstance(result, Engine):
             return result
-        if not config or "deprecated-key-path" not in result:
+        if "deprecated-key-path" not in config or "deprecated-key-path" not in result:
             raise HarnessError(result)
     raise AssertionError("unreachable")
 
 
 def _launch_engine(argv: list[str], sock: str, tcp_url: str | None, tls: TLSMaterial | None,
-                   work: str, name: str, timeout: float) -> Engine | str:
+                   work: str, name: str, timeout: float, kind: EngineKind) -> Engine | str:
     """Start dockerd and wait for /_ping; on failure stop it and return the reason with the log tail."""
     log_path = f"{work}/dockerd.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                cwd=work, start_new_session=True)
-    engine = Engine(sock, f"unix://{sock}", tcp_url, tls, work, proc.pid, name, log_path, proc)
+                                cwd=work, start_new_session=True, env=kind.env())
+    engine = Engine(sock, f"unix://{sock}", tcp_url, tls, work, proc.pid, name, log_path, proc, kind)
     deadline = time.monotonic() + timeout
     while not _ping(sock):
         if proc.poll() is not None or time.monotonic() > deadline:

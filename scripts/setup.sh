@@ -12,6 +12,9 @@ command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 ldd /bin/busybox 2>&1 | grep -q "not a dynamic executable" || missing+=(busybox-static)
 command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 command -v docker-compose >/dev/null || missing+=(docker-compose)  # validates docker-compose.airflow.yml
+# The Celery deployment test (tests/integration/test_celery.py): Postgres and Redis from Debian.
+[ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v redis-server >/dev/null || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -27,3 +30,7 @@ if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
   "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check -e "$ROOT[test]"
   touch "$stamp"
 fi
+# Docker 28 + containerd 2 from Debian sid, for the engine matrix and the containerd tests.
+bash "$ROOT/scripts/fetch_engines.sh" sid
+# The browser test of the connection forms: Debian's chromium and playwright-core from npm.
+bash "$ROOT/scripts/setup_ui.sh" >/dev/null

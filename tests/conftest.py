@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import harness  # noqa: E402  (scripts/ is not a package; imported by path on purpose)
 
 T = TypeVar("T")
+ENGINE_FIXTURES = {"engine", "engine_b", "engine_c"}  # tests using them run once per engine kind (scripts/test.sh)
 _running: list[harness.Engine | harness.Sshd] = []  # stopped by teardown; atexit is the backstop
 
 
@@ -46,6 +47,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if integration in item.path.parents:
             item.add_marker(pytest.mark.integration)
+        if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.engines)
 
 
 def _workdir() -> str:
@@ -141,3 +144,28 @@ def sshd(request: pytest.FixtureRequest) -> Iterator[harness.Sshd]:
         yield server
     finally:
         _finish(request, server, workdir)
+
+
+@pytest.fixture(scope="session")
+def engines_by_kind(request: pytest.FixtureRequest) -> Iterator[dict[str, harness.Engine]]:
+    """One private engine of every kind (system docker.io, Docker 28 classic, Docker 28 containerd store),
+    each with the base image, for the cross-store tests; started together, stopped together."""
+    started: dict[str, tuple[harness.Engine, str]] = {}
+
+    def start(kind: str, d: str) -> harness.Engine:
+        eng = harness.start_engine(d, name=f"kind-{kind}", kind=harness.engine_kind(kind))
+        try:
+            harness.build_base_image(eng.socket_path)
+        except Exception as exc:
+            eng.stop()
+            raise harness.HarnessError(f"base image build on {kind} failed: {exc}") from exc
+        return eng
+
+    try:
+        for kind in harness.ENGINE_KINDS:
+            workdir = _workdir()
+            started[kind] = (_start(f"engine of kind {kind}", workdir, lambda d, k=kind: start(k, d)), workdir)
+        yield {kind: eng for kind, (eng, _) in started.items()}
+    finally:
+        for eng, workdir in started.values():
+            _finish(request, eng, workdir)
