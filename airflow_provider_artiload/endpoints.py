@@ -164,9 +164,10 @@ def parse_endpoint(url: str, *, kind: Kind, extras: Mapping[str, Any] | None = N
     try:
         return _parse(url, kind, parse_extras(extras, kind=kind))
     except EndpointError as exc:
-        raise EndpointError(redact(str(exc))) from None
+        error = EndpointError(redact(str(exc)))
     except (ValueError, TypeError, UnicodeError) as exc:  # a parser we call let a foreign error through
-        raise EndpointError(redact(f"invalid {kind} endpoint {_quote(str(url))}: {exc}")) from None
+        error = EndpointError(redact(f"invalid {kind} endpoint {_quote(str(url))}: {exc}"))
+    raise error  # outside the except block: the unredacted original is not kept as __context__
 
 
 def parse_extras(extras: Mapping[str, Any] | None, *, kind: str) -> dict[str, Any]:

@@ -58,12 +58,16 @@ TLS_FIELDS = {
 }
 
 
-def _ssh_fields(*, buildkit: bool) -> dict[str, Any]:
+SOCKETS = {"buildkit": "/run/buildkit/buildkitd.sock", "engine": "/var/run/docker.sock",
+           "containerd": "/run/containerd/containerd.sock"}
+
+
+def _ssh_fields(*, buildkit: bool, kind: str | None = None) -> dict[str, Any]:
     fields = {
         "ssh_conn_id": _text("SSH connection id", SSH, "Reuse an Airflow ssh connection's host, user and keys."),
         "socket_path": _text(
             "Remote socket path", SSH, "The daemon's socket on the remote host when the URL has no path.",
-            default="/run/buildkit/buildkitd.sock" if buildkit else "/var/run/docker.sock",
+            default=SOCKETS[kind or ("buildkit" if buildkit else "engine")],
         ),
         "key_file": _text("SSH key file", SSH, "Path to a private key on the worker."),
         "private_key": _text("SSH private key", SSH, "Inline private key (OpenSSH or PEM).", secret=True),
@@ -114,6 +118,16 @@ BUILDKIT_FIELDS = {
 }
 
 
+CONTAINERD_FIELDS = {
+    "namespace": _text("Namespace", ANY, "containerd namespace to load into (kubelet and k3s use k8s.io).", default="k8s.io"),
+    "snapshotter": _text("Snapshotter", ANY, "Where images are unpacked for pods.", default="overlayfs"),
+    "platform": _text("Platform", ANY, "os/arch[/variant] to load from a multi-platform image.",
+                      default="the archive's only image, else linux/amd64"),
+    **_ssh_fields(buildkit=False, kind="containerd"),
+    "timeout": _seconds("API timeout", ANY, "For each containerd call.", default=60),
+}
+
+
 def _behaviour(placeholder: str) -> dict[str, Any]:
     return {
         "hidden-fields": ["schema"],
@@ -132,7 +146,7 @@ def get_provider_info() -> dict[str, Any]:
         "package-name": "airflow-provider-artiload",
         "name": "artiload",
         "description": "Build container artifacts with BuildKit and stream them into Docker Engines "
-        "over unix sockets, TCP+TLS and SSH.",
+        "and containerd nodes over unix sockets, TCP+TLS and SSH.",
         "versions": ["0.1.0"],
         "integrations": [
             {"integration-name": "artiload", "external-doc-url": "https://pypi.org/project/airflow-provider-artiload/"}
@@ -140,7 +154,11 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": "artiload",
-                "python-modules": ["airflow_provider_artiload.hooks.engine", "airflow_provider_artiload.hooks.buildkit"],
+                "python-modules": [
+                    "airflow_provider_artiload.hooks.engine",
+                    "airflow_provider_artiload.hooks.buildkit",
+                    "airflow_provider_artiload.hooks.containerd",
+                ],
             }
         ],
         "operators": [
@@ -173,6 +191,15 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": BUILDKIT_FIELDS,
                 "ui-field-behaviour": _behaviour(
                     "docker://unix:///var/run/docker.sock | unix:///run/buildkit/buildkitd.sock | tcp://host:1234"
+                ),
+            },
+            {
+                "connection-type": "containerd",
+                "hook-class-name": "airflow_provider_artiload.hooks.containerd.ContainerdHook",
+                "hook-name": "containerd node (artiload)",
+                "conn-fields": CONTAINERD_FIELDS,
+                "ui-field-behaviour": _behaviour(
+                    "unix:///run/containerd/containerd.sock | ssh://user@node/run/k3s/containerd/containerd.sock"
                 ),
             },
         ],

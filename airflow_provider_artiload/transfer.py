@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from airflow_provider_artiload.artifacts import DockerArchive, LoadOutcome
+from airflow_provider_artiload.containerd.node import NodeLoader
 from airflow_provider_artiload.engine.archive import ArchiveIndex, ArchiveScanner, Check, Expect, describe
 from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.engine.layers import layer_position
@@ -103,12 +104,15 @@ def _check_layers(index: ArchiveIndex, image: Image) -> None:
             )
 
 
-def load(source: Source, clients: Sequence[EngineClient], options: LoadOptions, log: logging.Logger) -> list[LoadOutcome]:
-    """Load ``source`` into every engine in ``clients``; raise after all finished if any failed."""
+Target = EngineClient | NodeLoader  # a Docker Engine, or a containerd node (k3s, Kubernetes, nerdctl hosts)
+
+
+def load(source: Source, clients: Sequence[Target], options: LoadOptions, log: logging.Logger) -> list[LoadOutcome]:
+    """Load ``source`` into every engine or node in ``clients``; raise after all finished if any failed."""
     for tag in options.tags:
         parse_reference(tag)  # a bad tag fails before any byte moves
     info = source.info()
-    plans = [plan_target(client, info, options, log) for client in clients]
+    plans = [_plan(client, info, options, log) for client in clients]
     outcomes: dict[int, LoadOutcome | BaseException] = {}
     for i, plan in enumerate(plans):
         if isinstance(plan, Unreachable):
@@ -130,6 +134,12 @@ def load(source: Source, clients: Sequence[EngineClient], options: LoadOptions, 
                     outcomes[i] = result
         pending = retry
     return _gather(info, clients, plans, outcomes, log)
+
+
+def _plan(client: Target, info: SourceInfo, options: LoadOptions, log: logging.Logger):
+    if isinstance(client, NodeLoader):
+        return client.plan(info, options, log)  # it asks the node's content store which blobs it lacks
+    return plan_target(client, info, options, log)
 
 
 def _gather(info: SourceInfo, clients: Sequence[EngineClient], plans: list, outcomes: dict, log: logging.Logger) -> list[LoadOutcome]:
@@ -177,6 +187,9 @@ def _stream(source: Source, info: SourceInfo, sends: list[Send], options: LoadOp
     image = archive.image
     outcomes: list = []
     for i, (send, result) in enumerate(zip(sends, results)):
+        if isinstance(send.client, NodeLoader):  # it verified, recorded and tagged the image itself
+            outcomes.append(result)
+            continue
         target_id = image.id_for(send.store) if image else None
         ok = not isinstance(result, BaseException) and target_id and has_image(send.client, target_id)
         if ok:
@@ -192,6 +205,10 @@ def _stream(source: Source, info: SourceInfo, sends: list[Send], options: LoadOp
 
 
 def _uploader(send: Send, info: SourceInfo, options: LoadOptions, counters: list[int], i: int) -> Callable[[Iterator[bytes]], object]:
+    if isinstance(send.client, NodeLoader):
+        loader, log = send.client, logging.getLogger(__name__)
+        return lambda chunks: loader.load(chunks, info, options, log)
+
     def upload(chunks: Iterator[bytes]) -> object:
         def counted() -> Iterator[bytes]:
             for piece in _filter(chunks, send, info, options):
@@ -238,6 +255,8 @@ def _unchecked_layers(info: SourceInfo, sends: list[Send]) -> set[int]:
     """
     positions: set[int] = set()
     for send in sends:
+        if isinstance(send.client, NodeLoader):
+            continue  # a node verifies every blob it writes, by digest, before it records the image
         if send.store == "containerd":
             positions.update(range(len(info.diff_ids)))
         elif not send.omit:

@@ -4,7 +4,10 @@
   connection id (retries and logs per engine);
 - ``load_fanout``: one task that reads the tarball once and streams it to
   every engine concurrently, each with its own skip/delta decision.
-The fleet is the Variable ``artiload_fleet`` (a JSON list of connection ids).
+The fleet is the Variable ``artiload_fleet``: a JSON list of connection ids,
+``docker_engine`` and ``containerd`` ones mixed (a k3s or Kubernetes node's
+containerd: the image lands in namespace ``k8s.io``, unpacked, so pods with
+``imagePullPolicy: Never`` start from it).
 """
 
 from __future__ import annotations

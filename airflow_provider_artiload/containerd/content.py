@@ -134,7 +134,7 @@ def write_blob(
     if size < 0 or not digest.startswith("sha256:"):
         raise ArchiveError(f"cannot write blob {digest!r} of size {size}: expected a sha256 digest and a size >= 0")
     deadline = time.monotonic() + LOCK_WAIT
-    with _ref_lock(client, ref):
+    with ref_lock(client, ref):
         while True:
             try:
                 return _write_once(client, ref, digest, size, open_at, dict(labels or {}))
@@ -149,7 +149,7 @@ _REF_LOCKS_GUARD = threading.Lock()
 
 
 @contextlib.contextmanager
-def _ref_lock(client: ContainerdClient, ref: str) -> Iterator[None]:
+def ref_lock(client: ContainerdClient, ref: str) -> Iterator[None]:
     """One writer per (node, namespace, ref) in this process.
 
     containerd 1.6 let two concurrent streams with the same ref both write
@@ -270,6 +270,7 @@ __all__ = [
     "delete_blob",
     "manifest_gc_labels",
     "read_blob",
+    "ref_lock",
     "set_labels",
     "skip",
     "write_blob",

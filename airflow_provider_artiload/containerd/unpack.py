@@ -12,7 +12,6 @@ done unpack leaves nothing behind once the lease is deleted.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 import time
@@ -30,6 +29,7 @@ from airflow_provider_artiload.containerd._proto import (
 from airflow_provider_artiload.containerd.content import UNCOMPRESSED_LABEL, set_labels
 from airflow_provider_artiload.containerd.errors import ContainerdError
 from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch, ImageNotFound
+from airflow_provider_artiload.image import chain_ids
 
 if TYPE_CHECKING:
     from airflow_provider_artiload.containerd.client import ContainerdClient
@@ -54,14 +54,6 @@ class UnpackResult:
     chain_id: str  # the top snapshot's name
     applied: int  # layers extracted now
     skipped: int  # layers whose snapshot existed already
-
-
-def chain_ids(diff_ids: Sequence[str]) -> list[str]:
-    """OCI chain IDs: ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))."""
-    out: list[str] = []
-    for diff_id in diff_ids:
-        out.append(diff_id if not out else "sha256:" + hashlib.sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
-    return out
 
 
 def unpack(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.utils.net import get_hostname
 
 from airflow_provider_artiload import transfer
@@ -19,6 +20,9 @@ from airflow_provider_artiload.hooks.connection import default_endpoint, endpoin
 from airflow_provider_artiload.hooks.paths import as_target
 from airflow_provider_artiload.sources import EngineSource, FileSource
 from airflow_provider_artiload.transport import open_dialer
+
+if TYPE_CHECKING:
+    from airflow_provider_artiload.hooks.containerd import ContainerdHook
 
 
 class DockerEngineHook(BaseHook):
@@ -105,25 +109,42 @@ class DockerEngineHook(BaseHook):
             self.client.close()
 
 
-def engine_hooks(engine_conn_id: str | Sequence[str]) -> list[DockerEngineHook]:
-    """One hook per target connection id (a single id or a list of them)."""
+TargetHook = Union[DockerEngineHook, "ContainerdHook"]
+
+
+def engine_hooks(engine_conn_id: str | Sequence[str]) -> list[TargetHook]:
+    """One hook per target connection id (a single id or a list): engines, or containerd nodes by conn type."""
+    from airflow_provider_artiload.hooks.containerd import ContainerdHook
+
     ids = [engine_conn_id] if isinstance(engine_conn_id, str) else list(engine_conn_id)
     if not ids:
         raise ArtiloadError("engine_conn_id is an empty list")
-    return [DockerEngineHook(conn_id) for conn_id in ids]
+    return [ContainerdHook(i) if _conn_type(i) == ContainerdHook.conn_type else DockerEngineHook(i) for i in ids]
+
+
+def _conn_type(conn_id: str) -> str | None:
+    try:
+        return BaseHook.get_connection(conn_id).conn_type
+    except AirflowNotFoundException:
+        return None  # the default engine (the docker CLI's defaults), or a missing one that fails by name later
+
+
+def targets_of(hooks: Sequence[TargetHook]) -> list[Any]:
+    """What transfer.load streams to: an engine's client, or a node's loader."""
+    return [getattr(hook, "loader", None) or hook.client for hook in hooks]
 
 
 def load_into(
-    hooks: Sequence[DockerEngineHook], source: DockerArchive | str | Any, options: transfer.LoadOptions, log: Any
+    hooks: Sequence[TargetHook], source: DockerArchive | str | Any, options: transfer.LoadOptions, log: Any
 ) -> list[LoadOutcome]:
-    """Load a tarball (artifact, path or ObjectStoragePath) into the engines of ``hooks``, reading it once per batch."""
+    """Load a tarball (artifact, path or ObjectStoragePath) into the engines and nodes of ``hooks``, reading it once per batch."""
     artifact = source if isinstance(source, DockerArchive) else None
     file_source = FileSource(as_target(artifact.path if artifact else source), artifact, platform=options.platform)
-    return transfer.load(file_source, [hook.client for hook in hooks], options, log)
+    return transfer.load(file_source, targets_of(hooks), options, log)
 
 
 def copy_between(
-    source: DockerEngineHook, image: str, targets: Sequence[DockerEngineHook], options: transfer.LoadOptions, log: Any
+    source: DockerEngineHook, image: str, targets: Sequence[TargetHook], options: transfer.LoadOptions, log: Any
 ) -> list[LoadOutcome]:
-    """Stream ``image`` from one engine straight into others: no tarball on disk."""
-    return transfer.load(EngineSource(source.client, image), [hook.client for hook in targets], options, log)
+    """Stream ``image`` from one engine straight into other engines and nodes: no tarball on disk."""
+    return transfer.load(EngineSource(source.client, image), targets_of(targets), options, log)

@@ -107,7 +107,7 @@ def emit_loaded(context: Context, hooks: Sequence[DockerEngineHook], outcomes: S
         extra = {"engine": outcome.engine, "mode": outcome.mode}
         if archive is not None:
             extra["archive_sha256"] = archive.sha256
-        _assets.emit_images(context, hook.engine_conn_id, outcome.to_xcom(), **extra)
+        _assets.emit_images(context, getattr(hook, hook.conn_name_attr), outcome.to_xcom(), **extra)
 
 
 def xcom_result(engine_conn_id: str | Sequence[str], outcomes: Sequence[LoadOutcome]) -> dict[str, Any]:

@@ -44,13 +44,21 @@ def hook_defaults(conn_type: str, monkeypatch) -> dict[str, object]:
     """What each hook uses when an extra is unset, read from the hooks themselves."""
     ssh = endpoints.parse_ssh_extras({})
     tls = endpoints.parse_endpoint("tcp://h", kind="engine").tls
-    kind = "engine" if conn_type == "docker_engine" else "buildkit"
+    kind = {"docker_engine": "engine", "buildkit": "buildkit", "containerd": "containerd"}[conn_type]
     defaults: dict[str, object] = {
-        "tls": tls is not None,
-        "tls_verify": tls.verify,
         "socket_path": endpoints.parse_endpoint("ssh://u@h", kind=kind).address,
         **{name: getattr(ssh, name) for name in ("no_host_key_check", "look_for_keys", "allow_host_key_change", "compress")},
     }
+    if conn_type == "containerd":  # no TLS: nodes are reached on their socket or over SSH
+        from airflow_provider_artiload.hooks.containerd import ContainerdHook
+
+        hook = ContainerdHook("c")
+        hook.__dict__["_connection"] = connection("unix:///x.sock", {})
+        settings = hook.settings
+        defaults.update(namespace=settings["namespace"], snapshotter=settings["snapshotter"],
+                        timeout=settings["timeout"], conn_timeout=ssh.conn_timeout)
+        return defaults
+    defaults.update(tls=tls is not None, tls_verify=tls.verify)
     monkeypatch.setattr(engine_hook_module, "open_dialer", lambda endpoint, **kw: object())
     monkeypatch.setattr(buildkit_hook_module, "open_dialer", lambda endpoint, **kw: object())
     if conn_type == "docker_engine":

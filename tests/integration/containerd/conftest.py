@@ -56,11 +56,20 @@ class Dials:
     def __init__(self, dial: Callable[[], Stream]) -> None:
         self._dial = dial
         self.streams: list[Stream] = []
+        self.bytes_out = 0  # every byte the client sent on these streams (gRPC framing included)
         self._lock = threading.Lock()
 
     def __call__(self) -> Stream:
         stream = self._dial()
         stream.settimeout(None)
+        send = stream.sendall
+
+        def counted(data) -> None:
+            with self._lock:
+                self.bytes_out += len(data)
+            send(data)
+
+        stream.sendall = counted  # type: ignore[method-assign]
         with self._lock:
             self.streams.append(stream)
         return stream

@@ -1,0 +1,296 @@
+"""NodeSource: an image streamed out of a containerd node's content store, as an OCI archive.
+
+The same two faces as :class:`~airflow_provider_artiload.sources.EngineSource`:
+:meth:`NodeSource.info` (what the archive will hold, before any layer byte
+moves) and :meth:`NodeSource.open` (the archive's bytes, one pass, from a
+context manager). The archive is an OCI image layout that also carries a
+Docker-style ``manifest.json``, so both ``ctr images import`` / the
+containerd store and classic-store ``docker load`` take it::
+
+    blobs/  blobs/sha256/                      directories
+    oci-layout                                 {"imageLayoutVersion":"1.0.0"}
+    index.json                                 -> the record's target, with its name annotations
+    manifest.json                              Config/Layers/RepoTags for classic-store engines
+    blobs/sha256/<index>                       a multi-platform index, as the node holds it
+    blobs/sha256/<manifest>, <config>          of the chosen platform
+    blobs/sha256/<layer> ...                   streamed from Content.Read, in manifest order
+
+All metadata comes before the first layer byte, so every layer is placed by
+its header (``placeable``) and any can be left out (``omit``). A
+multi-platform index is exported as it is (the image keeps its identity, the
+index digest) with the blobs of ONE platform: ``platform`` if given, else
+linux/amd64 (the loader's default), else the index's first image; the other
+platforms' manifests are named by the index but not in the archive, which is
+how a node that pulled one platform holds such an image anyway.
+
+Layers stream in containerd's ~1 MiB messages with memory flat. Each blob is
+hashed as it streams; its last message is held back until the digest and
+size are checked, so a consumer never sees a complete member of a corrupt
+blob: DigestMismatch names the blob and the node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+
+from airflow_provider_artiload.containerd.client import ContainerdClient, Descriptor
+from airflow_provider_artiload.engine.reference import normalize, parse
+from airflow_provider_artiload.engine.tarheader import BLOCK, USTAR_MAGIC
+from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch, ImageNotFound
+from airflow_provider_artiload.image import OCI_INDEX, Image, Metadata, blob_path, digest_of, image_from_archive
+from airflow_provider_artiload.sources import SourceInfo
+
+DEFAULT_PLATFORM = "linux/amd64"  # as NodeLoader picks
+JSON_BLOB_LIMIT = 4 << 20  # an index, manifest or config; as the archive scanner's limit for one JSON member
+OCTAL_SIZE_LIMIT = 8**11  # 8 GiB: 11 octal digits; at and beyond it, base-256 (as GNU tar and Go write)
+LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """What the archive will hold: the image, the record's target, and every small blob, verified."""
+
+    name: str
+    target: Descriptor
+    image: Image  # repo_tags = (name,); layers' paths are blobs/sha256/<hex>
+    head: tuple[tuple[str, bytes], ...]  # (member, bytes) written before the layers, in order
+
+    @property
+    def size(self) -> int:
+        """The blobs' bytes (JSON blobs and each distinct layer once), not the tar framing."""
+        blobs = sum(len(data) for member, data in self.head if member.startswith("blobs/"))
+        return blobs + sum(layer.size or 0 for layer in _distinct(self.image))
+
+
+class NodeSource:
+    """The image record ``image`` (normalised, ``app:1`` -> ``docker.io/library/app:1``) in the client's namespace."""
+
+    def __init__(self, client: ContainerdClient, image: str, *, platform: str | None = None) -> None:
+        self.client = client
+        self.image = image
+        self.platform = platform
+        self._plan: ExportPlan | None = None
+
+    @property
+    def where(self) -> str:
+        return f"containerd at {self.client.where} (namespace {self.client.namespace!r})"
+
+    def info(self) -> SourceInfo:
+        plan = self.plan()
+        return SourceInfo(
+            label=f"{self.image} on {self.client.where}",
+            image=plan.image,
+            expected_ids=frozenset({plan.target.digest}),
+            ids={"containerd": plan.target.digest, "classic": plan.image.config_digest},
+            diff_ids=plan.image.diff_ids,
+            size=plan.size,
+            has_legacy_manifest=True,  # written below
+            placeable=True,  # every header before the first layer: each layer is known at its header
+        )
+
+    def plan(self) -> ExportPlan:
+        """Look the image up and read its small blobs (once; content is addressed, so they cannot change)."""
+        if self._plan is None:
+            self._plan = self._make_plan()
+        return self._plan
+
+    @contextlib.contextmanager
+    def open(self, omit: frozenset[str] = frozenset()) -> Iterator[Iterator[bytes]]:
+        """The archive's bytes, leaving out the blobs named in ``omit``.
+
+        ``omit`` holds member names (``blobs/sha256/<hex>``, what ``info().layer_names``
+        lists), bare digests, or ``#<n>`` for the n-th layer from the bottom.
+        """
+        plan = self.plan()
+        chunks = self._stream(plan, _omitted(plan.image, omit))
+        try:
+            yield chunks
+        finally:
+            chunks.close()  # cancels a Read in flight
+
+    # ---------------------------------------------------------------- planning
+
+    def _make_plan(self) -> ExportPlan:
+        name = normalize(self.image)
+        record = self.client.get_image(name)
+        if record is None:
+            raise ImageNotFound(f"{self.where} has no image {name!r}")
+        target = record.target
+        blobs = _NodeJSON(self)
+        layout = {
+            "oci-layout": LAYOUT,
+            "index.json": json.dumps(_index(target, name), separators=(",", ":")).encode(),
+        }
+        members = _Members(layout, blobs)
+        image = self._choose(Metadata(members), name)
+        if image.id_for("containerd") != target.digest:
+            raise ArchiveError(f"{self.where}: image {name} targets {target.digest}, but it reads as {image.id_for('containerd')}")
+        image = replace(image, repo_tags=(name,), format="oci-archive")
+        head = [*layout.items(), ("manifest.json", image.legacy_manifest())]
+        head += [(blob_path(digest), data) for digest, data in blobs.read.items()]  # index, manifest, config: in read order
+        return ExportPlan(name=name, target=target, image=image, head=tuple(head))
+
+    def _choose(self, meta: Metadata, name: str) -> Image:
+        if self.platform:
+            return image_from_archive(meta, platform=self.platform)
+        try:
+            return image_from_archive(meta, platform=DEFAULT_PLATFORM)
+        except ArchiveError as exc:
+            if "has no image for platform" not in str(exc):
+                raise
+            return image_from_archive(meta, platform=None)
+
+    # ---------------------------------------------------------------- streaming
+
+    def _stream(self, plan: ExportPlan, omit: frozenset[str]) -> Iterator[bytes]:
+        yield directory_header("blobs/") + directory_header("blobs/sha256/")
+        for member, data in plan.head:
+            if member not in omit:
+                yield member_header(member, len(data)) + data + bytes(-len(data) % BLOCK)
+        for position, layer in enumerate(_distinct(plan.image)):
+            member = blob_path(layer.digest)
+            if member in omit:
+                continue
+            yield member_header(member, layer.size or 0)
+            yield from self._blob(layer.digest, layer.size or 0, f"layer {position} of {plan.name}")
+            if (layer.size or 0) % BLOCK:
+                yield bytes(-(layer.size or 0) % BLOCK)
+        yield bytes(2 * BLOCK)
+
+    def _blob(self, digest: str, size: int, what: str) -> Iterator[bytes]:
+        """The blob's bytes, checked: the last piece is yielded only once digest and size match."""
+        hasher, count, held = hashlib.sha256(), 0, None
+        with contextlib.closing(self.client.read_blob(digest)) as pieces:  # closed early: the Read is cancelled
+            for piece in pieces:
+                count += len(piece)
+                if count > size:
+                    raise DigestMismatch(f"{self.where}: blob {digest} ({what}) is longer than its size {size}")
+                hasher.update(piece)
+                if held is not None:
+                    yield held
+                held = piece
+        got = "sha256:" + hasher.hexdigest()
+        if count != size or got != digest:
+            raise DigestMismatch(
+                f"{self.where}: blob {digest} ({what}) reads as {count} bytes with digest {got}, "
+                f"not {size} bytes with digest {digest}: the node's content store is corrupt"
+            )
+        if held is not None:
+            yield held
+
+
+class _NodeJSON:
+    """Small blobs (index, manifest, config) read whole from the node, verified, remembered in read order."""
+
+    def __init__(self, source: NodeSource) -> None:
+        self.source = source
+        self.read: dict[str, bytes] = {}
+
+    def get(self, digest: str) -> bytes:
+        if digest not in self.read:
+            client, where = self.source.client, self.source.where
+            info = client.blob_info(digest)
+            if info is None:
+                raise ArchiveError(f"{where} lacks blob {digest} of image {self.source.image} (pulled for another platform only?)")
+            if info.size > JSON_BLOB_LIMIT:
+                raise ArchiveError(f"{where}: blob {digest} is {info.size} bytes; an index, manifest or config is small")
+            data = b"".join(bytes(piece) for piece in client.read_blob(digest))
+            if digest_of(data) != digest:
+                raise DigestMismatch(f"{where}: blob {digest} reads with digest {digest_of(data)}: the content store is corrupt")
+            self.read[digest] = data
+        return self.read[digest]
+
+
+class _Members(Mapping):
+    """What image_from_archive sees: the layout files, and ``blobs/sha256/<hex>`` fetched on demand."""
+
+    def __init__(self, layout: dict[str, bytes], blobs: _NodeJSON) -> None:
+        self.layout = layout
+        self.blobs = blobs
+
+    def __getitem__(self, key: str) -> bytes:
+        if key in self.layout:
+            return self.layout[key]
+        if key.startswith("blobs/sha256/"):
+            return self.blobs.get("sha256:" + key.rsplit("/", 1)[-1])
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.layout or (isinstance(key, str) and key.startswith("blobs/sha256/"))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self.layout, *(blob_path(d) for d in self.blobs.read)])
+
+    def __len__(self) -> int:
+        return len(self.layout) + len(self.blobs.read)
+
+
+def _index(target: Descriptor, name: str) -> dict:
+    """index.json: the record's target with its names, as containerd's and Docker 25+'s exporters write them."""
+    ref = parse(name)
+    annotations = {"io.containerd.image.name": name}
+    if ref.tag:
+        annotations["org.opencontainers.image.ref.name"] = ref.tag  # OCI: the tag alone
+    descriptor = {"mediaType": target.media_type, "digest": target.digest, "size": target.size, "annotations": annotations}
+    return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [descriptor]}
+
+
+def _distinct(image: Image) -> list:
+    """Layers in manifest order, a repeated blob once (a tar may not hold a name twice)."""
+    seen: set[str] = set()
+    out = []
+    for layer in image.layers:
+        if layer.digest not in seen:
+            seen.add(layer.digest)
+            out.append(layer)
+    return out
+
+
+def _omitted(image: Image, omit: frozenset[str]) -> frozenset[str]:
+    """``omit`` as member names."""
+    names = set()
+    for item in omit:
+        if item.startswith("#") and item[1:].isdigit():
+            position = int(item[1:])
+            if position < len(image.layers):
+                names.add(blob_path(image.layers[position].digest))
+        elif item.startswith("sha256:"):
+            names.add(blob_path(item))
+        else:
+            names.add(item)
+    return frozenset(names)
+
+
+# ---------------------------------------------------------------- tar headers
+
+
+def member_header(name: str, size: int, *, kind: bytes = b"0", mode: int = 0o644) -> bytes:
+    """A USTAR header for a member of any size: octal below 8 GiB, base-256 beyond (GNU, Go, libarchive read it)."""
+    raw = name.encode()
+    if len(raw) > 100:
+        raise ArchiveError(f"member name {name!r} is too long for a plain tar header")
+    if size < 0:
+        raise ArchiveError(f"member {name!r}: negative size {size}")
+    block = bytearray(BLOCK)
+    block[0 : len(raw)] = raw
+    block[100:108] = b"%07o\0" % mode
+    block[108:116] = b"0000000\0"
+    block[116:124] = b"0000000\0"
+    block[124:136] = b"%011o\0" % size if size < OCTAL_SIZE_LIMIT else bytes([0x80]) + size.to_bytes(11, "big")
+    block[136:148] = b"00000000000\0"
+    block[156:157] = kind
+    block[257:265] = USTAR_MAGIC + b"00"
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    return bytes(block)
+
+
+def directory_header(name: str) -> bytes:
+    return member_header(name, 0, kind=b"5", mode=0o755)
+
+
+__all__ = ["ExportPlan", "NodeSource", "directory_header", "member_header"]

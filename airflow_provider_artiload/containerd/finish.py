@@ -1,0 +1,126 @@
+"""After the stream: make the image whole on the node, then name it. Runs inside the load's lease.
+
+Order matters for "complete or absent": every blob is checked present, the
+manifest (made from ``manifest.json`` for a legacy archive, with the bytes
+containerd's importer makes) gets its GC labels, the layers are unpacked
+into the snapshotter, and only then are image records created. A failure
+before the records leaves none; a failure among them removes those this
+load created.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from airflow_provider_artiload.containerd import content, unpack
+from airflow_provider_artiload.containerd.client import Descriptor
+from airflow_provider_artiload.containerd.receive import Received
+from airflow_provider_artiload.engine.archive import ArchiveIndex
+from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch
+from airflow_provider_artiload.image import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Image, blob_path, digest_of
+
+if TYPE_CHECKING:
+    from airflow_provider_artiload.containerd.client import ContainerdClient
+
+CRI_LABELS = {"io.cri-containerd.image": "managed"}  # what the CRI plugin puts on the images it pulls
+
+
+def complete(
+    client: ContainerdClient, image: Image, index: ArchiveIndex, got: Received, *, snapshotter: str
+) -> tuple[Descriptor, int]:
+    """Check, label and unpack the image; return the image records' target and the manifest bytes sent."""
+    where = f"containerd at {client.where}"
+    _check_layers(image, index, got)
+    sizes = {d: _size(client, d, got, what, where) for d, what in _blobs(image)}
+    sent = 0
+    if image.manifest_digest is None:  # legacy docker-archive: convert, as containerd's importer would
+        if any(layer.size is None for layer in image.layers) or image.config_size is None:
+            image = _with_sizes(image, sizes)
+        raw = image.converted_manifest()
+        digest = digest_of(raw)
+        labels = content.manifest_gc_labels(image.config_digest, [layer.digest for layer in image.layers])
+        sent = content.write_blob(client, f"artiload-{digest}", digest, len(raw), lambda off: [raw[off:]], labels)
+        target = Descriptor(DOCKER_MANIFEST, digest, len(raw))
+        media = [json.loads(raw)["layers"][i]["mediaType"] for i in range(len(image.layers))]
+    else:
+        manifest_raw = index.metadata.get(blob_path(image.manifest_digest), b"")
+        labels = content.manifest_gc_labels(image.config_digest, [layer.digest for layer in image.layers])
+        content.set_labels(client, image.manifest_digest, labels)
+        target = Descriptor(_media(manifest_raw, OCI_MANIFEST), image.manifest_digest, sizes[image.manifest_digest])
+        if image.index_digest:
+            index_raw = index.metadata.get(blob_path(image.index_digest), b"")
+            children = [m.get("digest") for m in json.loads(index_raw or b"{}").get("manifests", []) if isinstance(m, dict)]
+            content.set_labels(client, image.index_digest, {f"containerd.io/gc.ref.content.m.{i}": d for i, d in enumerate(children) if d})
+            target = Descriptor(_media(index_raw, OCI_INDEX), image.index_digest, sizes[image.index_digest])
+        media = [layer.media_type for layer in image.layers]
+    if target.digest != image.id_for("containerd"):
+        raise DigestMismatch(f"{where}: the image's target is {target.digest}, not {image.id_for('containerd')} as expected")
+    layers = [
+        unpack.Layer(layer.digest, media[i], sizes[layer.digest], layer.diff_id) for i, layer in enumerate(image.layers)
+    ]
+    if layers:
+        client.unpack(layers, config_digest=image.config_digest, snapshotter=snapshotter)
+    return target, sent
+
+
+def name_image(client: ContainerdClient, names: Sequence[str], target: Descriptor) -> None:
+    """Point every name at ``target``; on failure remove the records this call created."""
+    created: list[str] = []
+    try:
+        for name in names:
+            if client.get_image(name) is None:
+                created.append(name)
+            client.set_image(name, target, CRI_LABELS)
+    except BaseException:
+        for name in created:
+            try:
+                client.delete_image(name)
+            except Exception:  # noqa: BLE001 - best effort; the original error matters
+                pass
+        raise
+
+
+def _blobs(image: Image) -> list[tuple[str, str]]:
+    out = [(image.config_digest, "config")]
+    out += [(d, "manifest") for d in (image.manifest_digest, image.index_digest) if d]
+    out += [(layer.digest, f"layer {layer.path or layer.digest}") for layer in image.layers]
+    return out
+
+
+def _size(client: ContainerdClient, digest: str, got: Received, what: str, where: str) -> int:
+    info = client.blob_info(digest)
+    if info is None:
+        state = "was written but is gone" if digest in got.written else "is neither in the archive nor on the node"
+        raise ArchiveError(f"{where}: the image's {what} {digest} {state}")
+    return info.size
+
+
+def _check_layers(image: Image, index: ArchiveIndex, got: Received) -> None:
+    """A legacy layer.tar's digest was learned as it passed: it must be the diff ID the config lists."""
+    for layer in image.layers:
+        path = index.links.get(layer.path or "", layer.path or "")
+        seen = got.digests.get(path)
+        if seen is not None and seen != layer.digest:
+            raise DigestMismatch(
+                f"layer {layer.path} has sha256 {seen}, but the image config says its diff ID is {layer.diff_id} (corrupt layer)"
+            )
+
+
+def _with_sizes(image: Image, sizes: dict[str, int]) -> Image:
+    from dataclasses import replace
+
+    layers = tuple(replace(layer, size=layer.size if layer.size is not None else sizes[layer.digest]) for layer in image.layers)
+    return replace(image, layers=layers, config_size=image.config_size or sizes[image.config_digest])
+
+
+def _media(raw: bytes, default: str) -> str:
+    try:
+        value = json.loads(raw).get("mediaType") if raw else None
+    except ValueError:
+        value = None
+    return value if isinstance(value, str) and value else default
+
+
+__all__ = ["CRI_LABELS", "complete", "name_image"]

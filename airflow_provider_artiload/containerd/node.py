@@ -1,0 +1,141 @@
+"""NodeLoader: a containerd node (k3s, Kubernetes, nerdctl host) as a load target, next to Docker engines.
+
+It has the two faces ``transfer.load`` needs of a target: :meth:`plan`
+(before any byte moves: skip when a record already names the image) and
+:meth:`load`, one consumer of a :class:`~airflow_provider_artiload.fanout.Fanout`:
+it reads the archive's chunks once, writes only the blobs the node's content
+store lacks (resuming cut writes from containerd's offset), converts legacy
+docker-archives on the fly, unpacks into the snapshotter and names the image
+with its fully normalised names, all inside one lease, so a failed load
+leaves no image record and no lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+from airflow_provider_artiload.artifacts import LoadOutcome
+from airflow_provider_artiload.containerd.client import ContainerdClient
+from airflow_provider_artiload.containerd.finish import CRI_LABELS, complete, name_image
+from airflow_provider_artiload.containerd.members import member_events
+from airflow_provider_artiload.containerd.receive import BlobReceiver
+from airflow_provider_artiload.engine.archive import ArchiveIndex, ArchiveScanner
+from airflow_provider_artiload.engine.reference import normalize
+from airflow_provider_artiload.exceptions import ArchiveError, ArtiloadError, ImageNotFound
+from airflow_provider_artiload.image import Image
+from airflow_provider_artiload.plan import LoadOptions, Send, Skip, Unreachable
+from airflow_provider_artiload.sources import SourceInfo
+
+STORE = "containerd"
+DEFAULT_PLATFORM = "linux/amd64"
+
+
+class NodeLoader:
+    """Loads archives into one containerd namespace (the client's) and ``snapshotter``."""
+
+    def __init__(self, client: ContainerdClient, *, snapshotter: str = "overlayfs", platform: str | None = None) -> None:
+        self.client = client
+        self.snapshotter = snapshotter
+        self.platform = platform
+
+    @property
+    def url(self) -> str:
+        return self.client.where
+
+    # ---------------------------------------------------------------- planning and tags
+
+    def plan(self, info: SourceInfo, options: LoadOptions, log: logging.Logger) -> Skip | Send | Unreachable:
+        """Skip if a record already targets the image's containerd ID; else Send, counting the layer blobs present."""
+        try:
+            target = info.id_for(STORE) or (info.image.id_for(STORE) if info.image else None)
+            if options.skip_existing and target and self.has_image(target):
+                log.info("%s already has %s: no bytes sent", self.url, target)
+                return Skip(self, STORE, target)  # type: ignore[arg-type]
+            have = 0
+            if info.image is not None:
+                have = sum(1 for layer in info.image.layers if self.client.blob_info(layer.digest) is not None)
+                if have:
+                    log.info("%s has %d of %d layer blobs: sending the others", self.url, have, len(info.image.layers))
+        except ArtiloadError as exc:
+            return Unreachable(self, exc)  # type: ignore[arg-type]
+        return Send(client=self, store=STORE, have=have, omit=frozenset())  # type: ignore[arg-type]
+
+    def has_image(self, image_id: str) -> bool:
+        """Does any record in the namespace target ``image_id`` (a manifest or index digest)?"""
+        return any(image.target.digest == image_id for image in self.client.list_images())
+
+    def tag_image(self, image_id: str, tag: str) -> None:
+        """Name the image ``image_id`` as ``tag`` (normalised), as an engine's tag would (a Skip's tags)."""
+        for image in self.client.list_images():
+            if image.target.digest == image_id:
+                self.client.set_image(normalize(tag), image.target, {**image.labels, **CRI_LABELS})
+                return
+        raise ImageNotFound(f"containerd at {self.url} has no image {image_id} in namespace {self.client.namespace!r} to tag")
+
+    # ---------------------------------------------------------------- loading
+
+    def load(self, chunks: Iterable[bytes], info: SourceInfo, options: LoadOptions, log: logging.Logger) -> LoadOutcome:
+        """Consume the archive stream once; return the outcome. Raises (leaving no record, no lease) on any failure."""
+        started = time.monotonic()
+        names = [normalize(tag) for tag in options.tags]  # a bad tag fails before any byte moves
+        receiver = BlobReceiver(self.client, info, _needed(info, options))
+        with self.client.lease():
+            scanner = ArchiveScanner()
+            try:
+                for kind, member, piece in member_events(chunks, scanner):
+                    receiver.on(kind, member, piece, scanner.index)
+                index = scanner.finish()
+            except BaseException:
+                receiver.abandon()
+                raise
+            image = self._choose(index, options)
+            if info.expected_ids and not image.ids() & info.expected_ids:
+                raise ArchiveError(f"{info.label} holds image {image.id_for(STORE)}, not {', '.join(sorted(info.expected_ids))}")
+            names += [n for n in (normalize(t) for t in image.repo_tags) if n not in names]
+            if not names:
+                raise ArchiveError(f"{info.label}: no tag given and the archive names its image nowhere; give tags")
+            target, manifest_sent = complete(self.client, image, index, receiver.result, snapshotter=self.snapshotter)
+            name_image(self.client, names, target)
+        got = receiver.result
+        present = sum(1 for layer in image.layers if layer.digest in got.present or not got.on_node(layer.digest))
+        log.info("%s: loaded %s as %s (%d bytes sent)", self.url, target.digest[:19], ", ".join(names), got.sent + manifest_sent)
+        return LoadOutcome(
+            image_id=target.digest,
+            tags=list(options.tags),
+            engine=self.url,
+            mode="delta" if got.present else "full",
+            bytes_sent=got.sent + manifest_sent,
+            seconds=round(time.monotonic() - started, 3),
+            layers_sent=len(image.layers) - present,
+            layers_skipped=present,
+            archive_tags=list(image.repo_tags),
+        )
+
+    def _choose(self, index: ArchiveIndex, options: LoadOptions) -> Image:
+        """The platform asked for; else the node's (default linux/amd64), or the archive's only image."""
+        if options.platform:
+            return index.image(options.platform)
+        try:
+            return index.image(self.platform or DEFAULT_PLATFORM)
+        except ArchiveError:
+            if self.platform:
+                raise
+            return index.image(None)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _needed(info: SourceInfo, options: LoadOptions) -> frozenset[str] | None:
+    """The blobs one image needs, when the indexed source pins which image that is; None: write every blob."""
+    image = info.image
+    if image is None or (image.index_digest and not options.platform):
+        return None
+    digests = {image.config_digest, *(layer.digest for layer in image.layers)}
+    digests.update(d for d in (image.manifest_digest, image.index_digest) if d)
+    return frozenset(digests)
+
+
+__all__ = ["NodeLoader"]

@@ -1,0 +1,128 @@
+"""ContainerdHook: an Airflow connection to a containerd node (k3s, Kubernetes, nerdctl host), as a load target."""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_artiload.containerd.client import ContainerdClient
+from airflow_provider_artiload.containerd.node import NodeLoader
+from airflow_provider_artiload.endpoints import DEFAULT_SOCKETS, Endpoint, parse_endpoint, parse_float
+from airflow_provider_artiload.exceptions import ArtiloadError, EndpointError
+from airflow_provider_artiload.hooks.connection import endpoint_from_connection, optional_connection
+from airflow_provider_artiload.transport import open_dialer
+
+DEFAULT_NAMESPACE = "k8s.io"  # what kubelet and k3s use
+DEFAULT_SNAPSHOTTER = "overlayfs"
+_PLATFORM = re.compile(r"[a-z0-9_]+/[a-z0-9_]+(/[a-z0-9_]+)?")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+class ContainerdHook(BaseHook):
+    """A containerd socket reached locally or over SSH (nothing on the node but sshd).
+
+    Nothing connects until a method needs the node. Without a connection named
+    ``containerd_default``, ``unix:///run/containerd/containerd.sock``.
+
+    :param containerd_conn_id: the ``containerd`` connection.
+    :param namespace: containerd namespace (extra ``namespace``, default ``k8s.io``).
+    :param snapshotter: where images are unpacked (extra ``snapshotter``, default ``overlayfs``).
+    :param platform: ``os/arch[/variant]`` picked from multi-platform archives (extra ``platform``,
+        default linux/amd64).
+    """
+
+    conn_name_attr = "containerd_conn_id"
+    default_conn_name = "containerd_default"
+    conn_type = "containerd"
+    hook_name = "containerd node (artiload)"
+
+    def __init__(
+        self,
+        containerd_conn_id: str = default_conn_name,
+        *,
+        namespace: str | None = None,
+        snapshotter: str | None = None,
+        platform: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.containerd_conn_id = containerd_conn_id
+        self._namespace = namespace
+        self._snapshotter = snapshotter
+        self._platform = platform
+        self._timeout = timeout
+
+    @cached_property
+    def _connection(self) -> Any | None:
+        return optional_connection(self.get_connection, self.containerd_conn_id, self.default_conn_name)
+
+    @cached_property
+    def _extras(self) -> dict[str, Any]:
+        conn = self._connection
+        extras = dict(conn.extra_dejson or {}) if conn else {}
+        return {k: v for k, v in extras.items() if v is not None and v != ""}
+
+    @cached_property
+    def endpoint(self) -> Endpoint:
+        if self._connection is None:
+            return parse_endpoint(f"unix://{DEFAULT_SOCKETS['containerd']}", kind="containerd")
+        return endpoint_from_connection(self._connection, kind="containerd", get_connection=self.get_connection)
+
+    @cached_property
+    def settings(self) -> dict[str, Any]:
+        """namespace, snapshotter, platform, timeout: argument, else extra, else default; checked strictly."""
+        extras = self._extras
+        namespace = self._namespace or extras.get("namespace") or DEFAULT_NAMESPACE
+        snapshotter = self._snapshotter or extras.get("snapshotter") or DEFAULT_SNAPSHOTTER
+        platform = self._platform or extras.get("platform")
+        where = f"connection {self.containerd_conn_id!r}"
+        for name, value in (("namespace", namespace), ("snapshotter", snapshotter)):
+            if not isinstance(value, str) or not _NAME.fullmatch(value):
+                raise EndpointError(f"{where}: {name} {value!r} is not a valid containerd {name} name")
+        if platform is not None and (not isinstance(platform, str) or not _PLATFORM.fullmatch(platform)):
+            raise EndpointError(f"{where}: platform {platform!r} is not os/arch[/variant], e.g. linux/amd64")
+        timeout = self._timeout or parse_float(extras.get("timeout"), name="timeout", default=60.0)
+        return {"namespace": namespace, "snapshotter": snapshotter, "platform": platform, "timeout": timeout}
+
+    @cached_property
+    def client(self) -> ContainerdClient:
+        dialer = open_dialer(self.endpoint)
+        self._dialer = dialer
+        settings = self.settings
+        return ContainerdClient(
+            lambda: dialer.dial(timeout=settings["timeout"]),
+            namespace=settings["namespace"],
+            where=self.endpoint.url,
+            timeout=settings["timeout"],
+        )
+
+    @cached_property
+    def loader(self) -> NodeLoader:
+        return NodeLoader(self.client, snapshotter=self.settings["snapshotter"], platform=self.settings["platform"])
+
+    def test_connection(self) -> tuple[bool, str]:
+        try:
+            version = self.client.version()
+            namespace = self.client.namespace
+            if not self.client.has_namespace():
+                return False, f"containerd {version.version} at {self.endpoint}: namespace {namespace} does not exist on {self.endpoint}"
+        except ArtiloadError as exc:
+            return False, str(exc)
+        return True, f"containerd {version.version} ({version.revision[:12]}) at {self.endpoint}, namespace {namespace}"
+
+    def abort(self) -> None:
+        """Cancel every call in flight (``on_kill``): closing the channel fails them at once."""
+        self.close()
+
+    def close(self) -> None:
+        if "client" in self.__dict__:
+            self.client.close()
+        dialer = getattr(self, "_dialer", None)
+        if dialer is not None and hasattr(dialer, "close"):
+            dialer.close()
+
+
+__all__ = ["ContainerdHook"]
