@@ -147,11 +147,29 @@ def test_a_missing_file_names_the_secret_and_the_path(tree):
     refused("gone", tree["allowed"] / "missing", [str(tree["allowed"])], "cannot read")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads anything")
 def test_an_unreadable_file_names_the_secret_and_the_path(tree):
+    """Root reads anything, so the read runs in a forked child that dropped to nobody (uid 65534)."""
     path = tree["allowed"] / "npmrc"
     path.chmod(0)
-    refused("npm", path, [str(tree["allowed"])], "cannot read")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report the error text through the pipe, then leave at once
+        try:
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            resolve_secret_file("npm", str(path), [str(tree["allowed"])])
+            message = "no error"
+        except Exception as exc:  # noqa: BLE001 - reported to the parent
+            message = f"{type(exc).__name__} {exc}"
+        os.write(write_end, message.encode())
+        os._exit(0)
+    os.close(write_end)
+    message = os.read(read_end, 65536).decode()
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert message.startswith("BuildError secret 'npm'") and str(path) in message, message
+    assert "cannot read" in message or "outside" in message, message
 
 
 def test_a_smaller_limit_can_be_given(tree):
