@@ -326,13 +326,14 @@ def test_null_or_empty_extras_mean_unset(extra, empty, caplog):
 
 def test_the_whole_ui_form_saved_empty_is_the_default(caplog):
     """Airflow's form saves every declared field; untouched ones arrive as null."""
-    kinds = {"docker_engine": "engine", "buildkit": "buildkit"}
+    kinds = {"docker_engine": "engine", "buildkit": "buildkit", "containerd": "containerd"}
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         for conn_type in get_provider_info()["connection-types"]:
             kind = kinds[conn_type["connection-type"]]
             extras = dict.fromkeys(conn_type["conn-fields"])
             assert set(extras) <= KNOWN_EXTRAS[kind], "a form field the endpoint parser does not know"
-            assert parse_endpoint("tcp://h", kind=kind, extras=extras) == parse_endpoint("tcp://h", kind=kind)
+            url = "unix:///run/x.sock" if kind == "containerd" else "tcp://h"
+            assert parse_endpoint(url, kind=kind, extras=extras) == parse_endpoint(url, kind=kind)
     assert not caplog.records
 
 

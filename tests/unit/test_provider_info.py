@@ -218,7 +218,8 @@ def test_load_events_are_one_per_engine_and_repository():
     op = DockerLoadOperator(task_id="l", source="/x.tar", engine_conn_id=["a", "b"])
     assert op.outlets == [_assets.alias()]
     context = {"outlet_events": OutletEventAccessors()}
-    hooks = [SimpleNamespace(engine_conn_id="a"), SimpleNamespace(engine_conn_id="b")]
+    hooks = [SimpleNamespace(conn_name_attr="engine_conn_id", engine_conn_id="a"),
+             SimpleNamespace(conn_name_attr="containerd_conn_id", containerd_conn_id="b")]  # an engine and a node
     tags = ["reg:5000/app/x:1", "reg:5000/app/x:latest", "other:2"]
     emit_loaded(context, hooks, [LoadOutcome("sha256:1", tags, "unix:///a"), LoadOutcome("sha256:1", tags, "ssh://b")])
     events = {e.dest_asset_key.uri: e.extra for e in context["outlet_events"][_assets.alias()].asset_alias_events}
