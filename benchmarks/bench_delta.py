@@ -81,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="1G")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--engine-kind", default=os.environ.get("ARTILOAD_TEST_ENGINE", "system"),
+                        choices=("system", "28-classic", "28-containerd"), help="engine version and image store")
     args = parser.parse_args(argv)
+    os.environ["ARTILOAD_TEST_ENGINE"] = args.engine_kind  # every engine the harness starts is of this kind
+    print(f"engine kind: {args.engine_kind}")
     size = bt.parse_size(args.size)
     harness = bt.load_harness()
     rig = bt.start_rig(harness)
