@@ -49,9 +49,11 @@ class DockerLoadOperator(BaseOperator):
     :param delta: send only the layers an engine lacks (classic store).
     :param max_parallel: how many engines to stream to at once.
     :param delete_source: remove the tarball once every engine has the image.
+    :param platform: ``os/arch[/variant]`` to load from a multi-platform archive
+        (default: the archive's first image). (templated)
     """
 
-    template_fields: Sequence[str] = ("source", "tag", "engine_conn_id")
+    template_fields: Sequence[str] = ("source", "tag", "engine_conn_id", "platform")
     ui_color = "#c9f0d6"
 
     def __init__(
@@ -64,11 +66,13 @@ class DockerLoadOperator(BaseOperator):
         delta: bool = True,
         max_parallel: int = 4,
         delete_source: bool = False,
+        platform: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.outlets = _assets.with_alias(self.outlets)
         self.source = source
+        self.platform = platform
         self.delete_source = delete_source
         self.engine_conn_id = engine_conn_id
         self.tag = tag
@@ -81,7 +85,7 @@ class DockerLoadOperator(BaseOperator):
         return engine_hooks(self.engine_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        options = LoadOptions(as_tags(self.tag), self.skip_existing, self.delta, self.max_parallel)
+        options = LoadOptions(as_tags(self.tag), self.skip_existing, self.delta, self.max_parallel, self.platform or None)
         source = as_source(self.source)
         try:
             with quiet_libraries():
