@@ -26,8 +26,8 @@ if [ ! -x "$ROOT/.venv/bin/python" ]; then
   "$PY" -m venv "$ROOT/.venv"
 fi
 stamp="$ROOT/.venv/.artiload-installed"
-if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
-  "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check -e "$ROOT[test]"
+if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] || [ "$ROOT/constraints.txt" -nt "$stamp" ]; then
+  "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check -c "$ROOT/constraints.txt" -e "$ROOT[test]"
   touch "$stamp"
 fi
 # Docker 28 + containerd 2 from Debian sid, for the engine matrix and the containerd tests.
