@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_artiload.engine.tarheader import BLOCK, Header, parse_header, parse_pax
-from airflow_provider_artiload.engine.digests import MemberHasher
+from airflow_provider_artiload.engine.digests import Check, MemberHasher
 from airflow_provider_artiload.exceptions import ArchiveError
 from airflow_provider_artiload.image import Image, Metadata, image_from_archive
 
@@ -53,16 +53,6 @@ class Member:
     sha256: str | None = None
     diff_id: str | None = None
     head: bytes = b""  # the first bytes: what compression a blob uses
-
-
-@dataclass(frozen=True)
-class Check:
-    """What a member's bytes must hash to: the blob ``digest`` and/or, uncompressed, the ``diff_id``."""
-
-    digest: str | None = None
-    diff_id: str | None = None
-    what: str = "layer"
-    inflate: bool = False  # compute the diff ID even with none to compare yet (checked later by the caller)
 
 
 @dataclass

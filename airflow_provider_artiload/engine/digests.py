@@ -10,16 +10,24 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch
 from airflow_provider_artiload.image import sniff_compression
 
-if TYPE_CHECKING:
-    from airflow_provider_artiload.engine.archive import Check
-
 PIECE = 4 << 20
 SNIFF = 4
+
+
+@dataclass(frozen=True)
+class Check:
+    """What a member's bytes must hash to: the blob ``digest`` and/or, uncompressed, the ``diff_id``."""
+
+    digest: str | None = None
+    diff_id: str | None = None
+    what: str = "layer"
+    inflate: bool = False  # compute the diff ID even with none to compare yet (checked later by the caller)
 
 
 class Inflater:
