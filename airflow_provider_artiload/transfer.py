@@ -13,8 +13,10 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from airflow_provider_artiload.artifacts import DockerArchive, LoadOutcome
+from airflow_provider_artiload.containerd.export import NodeSource
 from airflow_provider_artiload.containerd.node import NodeLoader
 from airflow_provider_artiload.engine.archive import ArchiveIndex, ArchiveScanner, Check, Expect, describe
 from airflow_provider_artiload.engine.client import EngineClient
@@ -30,12 +32,12 @@ from airflow_provider_artiload.sources import EngineSource, FileSource, SourceIn
 from airflow_provider_artiload.storage import Target, atomic_file, child, exists, read_chunks
 from airflow_provider_artiload.verify import VerifiedArchive
 
-__all__ = ["LoadOptions", "load", "save_image"]
-Source = FileSource | EngineSource
+__all__ = ["LoadOptions", "load", "save_image", "save_source"]
+Source = FileSource | EngineSource | NodeSource
 
 
 def save_image(client: EngineClient, image: str, path: Target, log: logging.Logger) -> DockerArchive:
-    """Stream ``image`` into an archive at ``path``; complete or absent.
+    """Stream ``image`` from an engine into an archive at ``path``; complete or absent.
 
     A ``path`` ending in ``/`` is a directory: the file is named after the
     image ID there (content-addressed). A complete archive of the same image
@@ -44,14 +46,27 @@ def save_image(client: EngineClient, image: str, path: Target, log: logging.Logg
     """
     inspect = client.inspect_image(image)
     image_id = inspect["Id"]
+    name = image_id if is_image_id(image) or image_id.startswith(image) else image
+    source = f"{image} from {client.url}"
+    return _save(lambda: client.export_image(name), image_id, inspect.get("Size"), source, path, log)
+
+
+def save_source(source: NodeSource, path: Target, log: logging.Logger) -> DockerArchive:
+    """The same as :func:`save_image`, for an image streamed out of a containerd node's content store."""
+    info = source.info()
+    [image_id] = info.expected_ids
+    return _save(lambda: source.open(), image_id, info.size, info.label, path, log)
+
+
+def _save(open_stream: Callable[[], Any], image_id: str, size: int | None, label: str, path: Target,
+          log: logging.Logger) -> DockerArchive:
     if str(path).endswith("/"):
         path = child(path, image_id.split(":", 1)[-1] + ".tar")
     if exists(path) and (reused := _verify_existing(path, image_id, log)):
         return reused
-    name = image_id if is_image_id(image) or image_id.startswith(image) else image
-    progress = Progress(log, f"Saving {image} from {client.url} to {path}", total=inspect.get("Size"))
-    with atomic_file(path, expected_size=inspect.get("Size")) as out, client.export_image(name) as chunks:
-        archive = VerifiedArchive(chunks, where=f"archive of {image} from {client.url}", expected_ids={image_id})
+    progress = Progress(log, f"Saving {label} to {path}", total=size)
+    with atomic_file(path, expected_size=size) as out, open_stream() as chunks:
+        archive = VerifiedArchive(chunks, where=f"archive of {label}", expected_ids={image_id})
 
         def write_all(pieces: Iterator[bytes]) -> None:
             for piece in pieces:

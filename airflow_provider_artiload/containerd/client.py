@@ -213,6 +213,16 @@ class ContainerdClient:
             self._local.lease = None
             self.call_or_none(leases_pb2_grpc.LeasesStub, "Delete", leases_pb2.DeleteRequest(id=lease_id), "Leases.Delete")
 
+    def protect(self, digest: str) -> None:
+        """Add a blob the node already holds to the current lease: an earlier failed load's blobs are
+        held by nothing once its lease is gone, and GC could take them before this load names its image."""
+        if not self.current_lease:
+            return
+        request = leases_pb2.AddResourceRequest(
+            id=self.current_lease, resource=leases_pb2.Resource(id=digest, type="content")
+        )
+        self.call(leases_pb2_grpc.LeasesStub, "AddResource", request, f"Leases.AddResource {digest}")
+
     def leases(self) -> list[str]:
         reply = self.call(leases_pb2_grpc.LeasesStub, "List", leases_pb2.ListRequest(), "Leases.List")
         return sorted(lease.id for lease in reply.leases)

@@ -91,6 +91,8 @@ def _blobs(image: Image) -> list[tuple[str, str]]:
 
 def _size(client: ContainerdClient, digest: str, got: Received, what: str, where: str) -> int:
     info = client.blob_info(digest)
+    if info is not None:
+        client.protect(digest)  # left out of the archive or written earlier: held by this lease from now
     if info is None:
         state = "was written but is gone" if digest in got.written else "is neither in the archive nor on the node"
         raise ArchiveError(f"{where}: the image's {what} {digest} {state}")

@@ -82,6 +82,7 @@ class BlobReceiver:
             if self.needed is not None and digest not in self.needed:
                 return  # another platform's blob
             if digest in self.result.written or self.client.blob_info(digest) is not None:
+                self.client.protect(digest)  # ours now, within this load's lease
                 self.result.present.add(digest)
                 return
         ref = ref_for(digest, member.name, member.size)

@@ -1,18 +1,24 @@
-"""ContainerdHook: an Airflow connection to a containerd node (k3s, Kubernetes, nerdctl host), as a load target."""
+"""ContainerdHook: an Airflow connection to a containerd node (k3s, Kubernetes, nerdctl host): load target and source."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseHook
+from airflow.utils.net import get_hostname
 
+from airflow_provider_artiload import transfer
+from airflow_provider_artiload.artifacts import DockerArchive
 from airflow_provider_artiload.containerd.client import ContainerdClient
+from airflow_provider_artiload.containerd.export import NodeSource
 from airflow_provider_artiload.containerd.node import NodeLoader
 from airflow_provider_artiload.endpoints import DEFAULT_SOCKETS, Endpoint, parse_endpoint, parse_float
 from airflow_provider_artiload.exceptions import ArtiloadError, EndpointError
 from airflow_provider_artiload.hooks.connection import endpoint_from_connection, optional_connection
+from airflow_provider_artiload.hooks.paths import as_target
 from airflow_provider_artiload.transport import open_dialer
 
 DEFAULT_NAMESPACE = "k8s.io"  # what kubelet and k3s use
@@ -102,6 +108,15 @@ class ContainerdHook(BaseHook):
     @cached_property
     def loader(self) -> NodeLoader:
         return NodeLoader(self.client, snapshotter=self.settings["snapshotter"], platform=self.settings["platform"])
+
+    def source(self, image: str) -> NodeSource:
+        """``image`` read out of this node's content store as an OCI archive (for saves and copies)."""
+        return NodeSource(self.client, image, platform=self.settings["platform"])
+
+    def save_image(self, image: str, path: str | Any) -> DockerArchive:
+        """Stream ``image`` from the node into an OCI archive at ``path`` (local or object storage); complete or absent."""
+        artifact = transfer.save_source(self.source(image), as_target(path), self.log)
+        return dataclasses.replace(artifact, hostname=get_hostname())
 
     def test_connection(self) -> tuple[bool, str]:
         try:

@@ -144,7 +144,14 @@ def load_into(
 
 
 def copy_between(
-    source: DockerEngineHook, image: str, targets: Sequence[TargetHook], options: transfer.LoadOptions, log: Any
+    source: TargetHook, image: str, targets: Sequence[TargetHook], options: transfer.LoadOptions, log: Any
 ) -> list[LoadOutcome]:
-    """Stream ``image`` from one engine straight into other engines and nodes: no tarball on disk."""
-    return transfer.load(EngineSource(source.client, image), targets_of(targets), options, log)
+    """Stream ``image`` from one engine or node straight into other engines and nodes: no tarball on disk."""
+    return transfer.load(source_of(source, image), targets_of(targets), options, log)
+
+
+def source_of(hook: TargetHook, image: str) -> Any:
+    """An engine's export, or a node's content store read out as an OCI archive."""
+    if getattr(hook, "conn_type", None) == "containerd":
+        return hook.source(image)  # type: ignore[union-attr]
+    return EngineSource(hook.client, image)  # type: ignore[union-attr]

@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from airflow_provider_artiload.hooks.engine import DockerEngineHook, copy_between, engine_hooks
+from airflow_provider_artiload.hooks.engine import DockerEngineHook, TargetHook, copy_between, engine_hooks
 from airflow_provider_artiload.logs import quiet_libraries
 from airflow_provider_artiload.operators import _assets
 from airflow_provider_artiload.operators.load import as_tags, emit_loaded, xcom_result
@@ -59,8 +59,9 @@ class CopyImageOperator(BaseOperator):
         self.max_parallel = max_parallel
 
     @cached_property
-    def source_hook(self) -> DockerEngineHook:
-        return DockerEngineHook(self.source_engine_conn_id)
+    def source_hook(self) -> TargetHook:
+        """An engine, or a containerd node (its content store read out as an OCI archive)."""
+        return engine_hooks(self.source_engine_conn_id)[0]
 
     @cached_property
     def target_hooks(self) -> list[DockerEngineHook]:

@@ -10,7 +10,7 @@ from airflow.sdk import BaseOperator, Context
 
 from airflow_provider_artiload.artifacts import IMAGE
 from airflow_provider_artiload.exceptions import ArtiloadError
-from airflow_provider_artiload.hooks.engine import DockerEngineHook
+from airflow_provider_artiload.hooks.engine import DockerEngineHook, TargetHook, engine_hooks
 from airflow_provider_artiload.logs import quiet_libraries
 from airflow_provider_artiload.operators import _assets
 
@@ -26,7 +26,8 @@ class SaveImageOperator(BaseOperator):
     :param image: image reference, image ID, or an ``image`` artifact from
         BuildArtifactOperator. (templated)
     :param path: where to write the tarball. (templated)
-    :param engine_conn_id: the ``docker_engine`` connection to save from.
+    :param engine_conn_id: the ``docker_engine`` connection to save from, or a ``containerd``
+        node (its content store read out as an OCI archive).
     """
 
     template_fields: Sequence[str] = ("image", "path")
@@ -47,8 +48,9 @@ class SaveImageOperator(BaseOperator):
         self.engine_conn_id = engine_conn_id
 
     @cached_property
-    def hook(self) -> DockerEngineHook:
-        return DockerEngineHook(self.engine_conn_id)
+    def hook(self) -> TargetHook:
+        """The engine's hook, or a ContainerdHook when the connection is a containerd node."""
+        return engine_hooks(self.engine_conn_id)[0]
 
     def execute(self, context: Context) -> dict[str, Any]:
         try:

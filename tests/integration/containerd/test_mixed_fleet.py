@@ -66,3 +66,27 @@ def test_load_and_copy_into_an_engine_and_a_node_at_once(monkeypatch, engine, en
     # an engine's export names no containerd ID up front, so the node cannot skip it unread; it has every blob
     assert copied["targets"][0]["mode"] in ("skipped", "delta") and copied["targets"][0]["bytes_sent"] == 0
     assert f"docker.io/mixed/copied:{tag}" in containerd.ctr("images", "ls", "-q").stdout.split()
+
+
+@pytest.mark.parametrize("containerd", ["2.x"], indirect=True, ids=["containerd-2.x"])
+def test_save_and_copy_out_of_a_node_into_an_engine(monkeypatch, engine, engine_b, containerd, sshd, tmp_path):
+    tag = secrets.token_hex(4)
+    harness.build_image(engine.socket_path, f"fromnode/app:{tag}", f'FROM {harness.BASE_TAG}\nRUN echo "{tag}" > /stamp\n')
+    src = _conn(monkeypatch, "fn_src", {"conn_type": "docker_engine", "host": engine.unix_url})
+    dst = _conn(monkeypatch, "fn_dst", {"conn_type": "docker_engine", "host": engine_b.unix_url})
+    node = node_conn(monkeypatch, containerd, sshd)
+    CopyImageOperator(task_id="to_node", image=f"fromnode/app:{tag}", source_engine_conn_id=src, engine_conn_id=node,
+                      tag=f"fromnode/app:{tag}").execute({})
+    digest = listed_digest(containerd, f"docker.io/fromnode/app:{tag}")
+
+    artifact = SaveImageOperator(task_id="save", image=f"fromnode/app:{tag}", path=str(tmp_path) + "/",
+                                 engine_conn_id=node).execute({})
+    assert artifact["image_id"] == digest == artifact["manifest_digest"] and artifact["format"] in ("oci-archive", "oci-layout")
+    assert artifact["path"] == f"{tmp_path}/{digest.split(':')[1]}.tar"
+    loaded = DockerLoadOperator(task_id="load", source=artifact, engine_conn_id=dst, tag=f"fromnode/saved:{tag}").execute({})
+    copied = CopyImageOperator(task_id="copy", image=f"fromnode/app:{tag}", source_engine_conn_id=node, engine_conn_id=dst,
+                               tag=f"fromnode/copied:{tag}").execute({})
+    assert copied["image_id"] == loaded["image_id"]
+    with contextlib.closing(docker.DockerClient(base_url=engine_b.unix_url)) as client:
+        for ref in (f"fromnode/saved:{tag}", f"fromnode/copied:{tag}"):
+            assert client.containers.run(ref, ["cat", "/stamp"], network_mode="none", remove=True) == f"{tag}\n".encode()

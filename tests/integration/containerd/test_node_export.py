@@ -284,3 +284,21 @@ def test_export_loads_into_docker(engine, containerd, unix_client, tmp_path, bas
                          capture_output=True, text=True, timeout=120)
     assert ran.stdout == f"docker {tag}\n", ran.stderr
     subprocess.run([*docker, "rmi", "-f", f"to-docker:{tag}"], capture_output=True, timeout=60)
+
+
+def test_converted_legacy_image_exports(containerd, unix_client, tmp_path, base):
+    """A legacy docker-archive loaded into a node gets a Docker schema-2 manifest: it exports and imports as well."""
+    from tests.unit.archives import docker_archive
+
+    client, _ = unix_client
+    tag = secrets.token_hex(4)
+    data, config_digest = docker_archive([base, h.layer_tar({"l.txt": f"legacy {tag}\n".encode()})], tags=[f"old:{tag}"])
+    outcome = NodeLoader(client).load(chunks(data), SourceInfo(label="legacy"), LoadOptions(), log)
+    out = tmp_path / "out.tar"
+    source = NodeSource(client, f"old:{tag}")
+    assert source.info().image.config_digest == config_digest
+    export(source, out)
+    assert scan(out).image().id_for("containerd") == outcome.image_id
+    ns = f"old-{tag}"
+    containerd.ctr("images", "import", str(out), namespace=ns)
+    assert run_cat(containerd, f"docker.io/library/old:{tag}", "/l.txt", ns) == f"legacy {tag}\n"
