@@ -35,7 +35,7 @@ def test_service_and_message_names_are_containerds():
         content_pb2: ("Content", "containerd.services.content.v1.Content",
                       {"Info", "Update", "Delete", "Read", "Status", "ListStatuses", "Write", "Abort"}),
         images_pb2: ("Images", "containerd.services.images.v1.Images", {"Get", "List", "Create", "Update", "Delete"}),
-        leases_pb2: ("Leases", "containerd.services.leases.v1.Leases", {"Create", "Delete", "List"}),
+        leases_pb2: ("Leases", "containerd.services.leases.v1.Leases", {"Create", "Delete", "List", "AddResource"}),
         snapshots_pb2: ("Snapshots", "containerd.services.snapshots.v1.Snapshots", {"Prepare", "Mounts", "Commit", "Remove", "Stat"}),
         diff_pb2: ("Diff", "containerd.services.diff.v1.Diff", {"Apply"}),
     }
