@@ -133,8 +133,9 @@ class MemberHasher:
             else:
                 diff = blob  # an uncompressed layer's blob is its tar
         if self.check.diff_id and diff != self.check.diff_id:
+            how = " uncompressed" if self._inflater is not None else ""
             raise DigestMismatch(
-                f"{self.check.what} {self.name} has sha256 {diff} uncompressed, "
+                f"{self.check.what} {self.name} has sha256 {diff}{how}, "
                 f"but the image config says its diff ID is {self.check.diff_id} (corrupt layer)"
             )
         return blob, diff

@@ -25,10 +25,11 @@ def airflow_json(*args: str) -> list:
     return json.loads(out[out.index("[") :])
 
 
-def test_providers_get_lists_both_connection_types_with_their_forms():
+def test_providers_get_lists_the_connection_types_with_their_forms():
     [info] = airflow_json("providers", "get", "airflow-provider-artiload", "--full")
     types = {c["connection-type"]: c for c in info["connection-types"]}
-    assert set(types) == {"docker_engine", "buildkit"}
+    assert set(types) == {"docker_engine", "buildkit", "containerd"}
+    assert {"namespace", "snapshotter", "platform", "key_file", "host_key"} <= set(types["containerd"]["conn-fields"])
     engine_fields = types["docker_engine"]["conn-fields"]
     for extra in ("tls_ca_cert", "tls_verify", "ssh_conn_id", "key_file", "private_key", "host_key", "no_host_key_check"):
         assert extra in engine_fields, extra
@@ -41,6 +42,7 @@ def test_both_hooks_import_and_register():
     hooks = {h["connection_type"]: h for h in airflow_json("providers", "hooks")}
     assert hooks["docker_engine"]["class"] == "airflow_provider_artiload.hooks.engine.DockerEngineHook"
     assert hooks["buildkit"]["class"] == "airflow_provider_artiload.hooks.buildkit.BuildKitHook"
+    assert hooks["containerd"]["class"] == "airflow_provider_artiload.hooks.containerd.ContainerdHook"
 
 
 def test_connection_forms_for_the_ui():

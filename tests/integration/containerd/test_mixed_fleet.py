@@ -47,7 +47,7 @@ def test_load_and_copy_into_an_engine_and_a_node_at_once(monkeypatch, engine, en
 
     result = DockerLoadOperator(task_id="load", source=artifact, engine_conn_id=[dst, node], tag=f"mixed/app:{tag}").execute({})
     by_engine = {t["engine"]: t for t in result["targets"]}
-    assert {t["mode"] for t in by_engine.values()} == {"full"} and len(by_engine) == 2
+    assert {t["mode"] for t in by_engine.values()} <= {"full", "delta"} and len(by_engine) == 2  # others may have the base
     with contextlib.closing(docker.DockerClient(base_url=engine_b.unix_url)) as client:
         assert client.containers.run(f"mixed/app:{tag}", ["cat", "/stamp"], network_mode="none", remove=True) == f"{tag}\n".encode()
     name = f"docker.io/mixed/app:{tag}"
