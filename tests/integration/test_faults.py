@@ -367,7 +367,8 @@ def test_task_sigkilled_mid_save_leaves_no_file_and_the_next_run_cleans_up(monke
 
     monkeypatch.setenv("AIRFLOW_CONN_RESAVE", json.dumps({"conn_type": "docker_engine", "host": engine.unix_url}))
     artifact = SaveImageOperator(task_id="resave", image=BIG, path=str(dest), engine_conn_id="resave").execute({})
-    assert artifact["sha256"] == big.sha256 and artifact["size"] == big.size
+    # Docker 25+ saves are not byte-reproducible (directory mtimes): the same image, size and layers
+    assert (artifact["image_id"], artifact["size"], artifact["layers"]) == (big.image_id, big.size, big.layers)
     assert os.listdir(out) == ["big.tar"], "the dead task's temp file is still there"
 
 
