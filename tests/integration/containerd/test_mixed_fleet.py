@@ -63,8 +63,9 @@ def test_load_and_copy_into_an_engine_and_a_node_at_once(monkeypatch, engine, en
 
     copied = CopyImageOperator(task_id="copy", image=f"mixed/app:{tag}", source_engine_conn_id=src,
                                engine_conn_id=[node], tag=f"mixed/copied:{tag}").execute({})
-    # an engine's export names no containerd ID up front, so the node cannot skip it unread; it has every blob
-    assert copied["targets"][0]["mode"] in ("skipped", "delta") and copied["targets"][0]["bytes_sent"] == 0
+    # an engine's export names no containerd ID up front, so the node cannot skip it unread; it has every layer
+    # blob (a Docker 28 classic-store export may bring a small metadata blob of its own: a few KiB at most)
+    assert copied["targets"][0]["mode"] in ("skipped", "delta") and copied["targets"][0]["bytes_sent"] < 64 << 10
     assert f"docker.io/mixed/copied:{tag}" in containerd.ctr("images", "ls", "-q").stdout.split()
 
 
