@@ -41,7 +41,7 @@ from airflow_provider_artiload.engine.archive import ArchiveScanner, describe
 from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.engine.reference import parse_reference
 from airflow_provider_artiload.exceptions import ArtiloadError, BuildError, EndpointError
-from airflow_provider_artiload.hooks.connection import default_endpoint, endpoint_from_connection, optional_connection
+from airflow_provider_artiload.hooks.connection import default_endpoint, endpoint_from_connection, optional_connection, set_extras
 from airflow_provider_artiload.progress import Progress
 from airflow_provider_artiload.hooks.paths import as_target
 from airflow_provider_artiload.storage import AtomicFile, RemoteAtomicFile, atomic_file
@@ -71,8 +71,7 @@ class BuildKitHook(BaseHook):
 
     @cached_property
     def _extras(self) -> dict[str, Any]:
-        conn = self._connection
-        return dict(conn.extra_dejson or {}) if conn else {}
+        return set_extras(self._connection) if self._connection else {}
 
     @cached_property
     def endpoint(self) -> Endpoint:

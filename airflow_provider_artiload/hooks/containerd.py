@@ -17,7 +17,7 @@ from airflow_provider_artiload.containerd.export import NodeSource
 from airflow_provider_artiload.containerd.node import NodeLoader
 from airflow_provider_artiload.endpoints import DEFAULT_SOCKETS, Endpoint, parse_endpoint, parse_float
 from airflow_provider_artiload.exceptions import ArtiloadError, EndpointError
-from airflow_provider_artiload.hooks.connection import endpoint_from_connection, optional_connection
+from airflow_provider_artiload.hooks.connection import endpoint_from_connection, optional_connection, set_extras
 from airflow_provider_artiload.hooks.paths import as_target
 from airflow_provider_artiload.transport import open_dialer
 
@@ -67,9 +67,7 @@ class ContainerdHook(BaseHook):
 
     @cached_property
     def _extras(self) -> dict[str, Any]:
-        conn = self._connection
-        extras = dict(conn.extra_dejson or {}) if conn else {}
-        return {k: v for k, v in extras.items() if v is not None and v != ""}
+        return set_extras(self._connection) if self._connection else {}
 
     @cached_property
     def endpoint(self) -> Endpoint:

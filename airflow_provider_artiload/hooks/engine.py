@@ -16,7 +16,7 @@ from airflow_provider_artiload.artifacts import DockerArchive, LoadOutcome
 from airflow_provider_artiload.endpoints import Endpoint, parse_float
 from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.exceptions import ArtiloadError
-from airflow_provider_artiload.hooks.connection import default_endpoint, endpoint_from_connection, optional_connection
+from airflow_provider_artiload.hooks.connection import default_endpoint, endpoint_from_connection, optional_connection, set_extras
 from airflow_provider_artiload.hooks.paths import as_target
 from airflow_provider_artiload.sources import EngineSource, FileSource
 from airflow_provider_artiload.transport import open_dialer
@@ -58,8 +58,7 @@ class DockerEngineHook(BaseHook):
 
     @cached_property
     def _extras(self) -> dict[str, Any]:
-        conn = self._connection
-        return dict(conn.extra_dejson or {}) if conn else {}
+        return set_extras(self._connection) if self._connection else {}
 
     @cached_property
     def _connection(self) -> Any | None:
