@@ -47,7 +47,11 @@ class SourceInfo:
 class FileSource:
     """An image archive on the local disk or at a remote path."""
 
-    def __init__(self, path: Target, artifact: DockerArchive | None = None, *, platform: str | None = None) -> None:
+    def __init__(
+        self, path: Target, artifact: DockerArchive | None = None, *, platform: str | None = None, here: str | None = None
+    ) -> None:
+        """``here``: this worker's name as the artifact's ``hostname`` records it (Airflow's hostname_callable)."""
+        self.here = here or socket.gethostname()
         self.path = path
         self.artifact = artifact
         self.platform = platform
@@ -85,9 +89,9 @@ class FileSource:
         """Name the likely cause when a local file written on another worker is not here."""
         message = f"archive {self.path} does not exist"
         written_on = self.artifact.hostname if self.artifact else None
-        if written_on and is_local_path(self.path) and written_on != socket.gethostname():
+        if written_on and is_local_path(self.path) and written_on != self.here:
             message += (
-                f" on this worker ({socket.gethostname()}); it was written on {written_on}. Local paths are not "
+                f" on this worker ({self.here}); it was written on {written_on}. Local paths are not "
                 "shared between workers: use an object-storage path (sftp://, s3://...) or a shared volume"
             )
         return message

@@ -138,7 +138,9 @@ def load_into(
 ) -> list[LoadOutcome]:
     """Load a tarball (artifact, path or ObjectStoragePath) into the engines and nodes of ``hooks``, reading it once per batch."""
     artifact = source if isinstance(source, DockerArchive) else None
-    file_source = FileSource(as_target(artifact.path if artifact else source), artifact, platform=options.platform)
+    file_source = FileSource(
+        as_target(artifact.path if artifact else source), artifact, platform=options.platform, here=get_hostname()
+    )
     return transfer.load(file_source, targets_of(hooks), options, log)
 
 

@@ -187,3 +187,18 @@ def test_a_thin_load_the_engine_turns_into_nothing_is_redone_in_full(tmp_path):
 def test_chain_ids_match_what_engines_store():
     diffs = ["sha256:" + "a" * 64, "sha256:" + "b" * 64]
     assert chain_ids(diffs)[1] == "sha256:" + __import__("hashlib").sha256(f"{diffs[0]} {diffs[1]}".encode()).hexdigest()
+
+
+def test_a_local_tarball_written_on_another_worker_is_named_as_such(tmp_path):
+    from airflow_provider_artiload.artifacts import DockerArchive
+    from airflow_provider_artiload.exceptions import ArchiveError
+
+    gone = str(tmp_path / "x.tar")
+    artifact = DockerArchive(path=gone, sha256="sha256:" + "0" * 64, size=1, image_id="sha256:" + "1" * 64, hostname="worker-a")
+    with pytest.raises(ArchiveError) as elsewhere:
+        FileSource(gone, artifact, here="worker-b").info()
+    message = str(elsewhere.value)
+    assert "on this worker (worker-b); it was written on worker-a" in message and "object-storage path" in message
+    with pytest.raises(ArchiveError) as same:
+        FileSource(gone, artifact, here="worker-a").info()
+    assert str(same.value) == f"archive {gone} does not exist"
