@@ -80,10 +80,6 @@ class ArchiveIndex:
             self._images[platform] = image_from_archive(meta, platform=platform)
         return self._images[platform]
 
-    @property
-    def repo_tags(self) -> list[str]:
-        return list(self.image().repo_tags)
-
     def check_complete(self, omitted: frozenset[str] = frozenset(), platform: str | None = None) -> None:
         """Every blob the image needs is in the archive, or was left out on purpose (``omitted``)."""
         image = self.image(platform)
