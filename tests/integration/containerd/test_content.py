@@ -114,18 +114,29 @@ def test_throughput_is_reported(containerd, any_client, request):
 
 
 def test_concurrent_writers_of_one_blob_send_it_once(containerd, unix_client):
-    """Loads sharing a layer race for its ref: one writes, the others wait for the lock and find the blob."""
+    """Loads sharing a layer race for its ref: one writes, the others wait for the lock and find the blob.
+
+    Each writer keeps its lease until all have written, as concurrent loads do
+    until their image records hold the blob: a lease deleted early lets
+    containerd's GC take the blob, and the next writer rightly sends it again
+    (seen on 1.6, where GC runs right after a lease delete).
+    """
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     client, _ = unix_client
     data, digest = blob(8 << 20)
+    all_written = threading.Barrier(8, timeout=120)
 
-    def write(_: int) -> int:
+    def write(_: int) -> tuple[int, int | None]:
         with client.lease():
-            return client.write_blob(f"test-shared-{digest}", digest, len(data), reader(data))
+            sent = client.write_blob(f"test-shared-{digest}", digest, len(data), reader(data))
+            all_written.wait()
+            info = client.blob_info(digest)
+            return sent, info.size if info else None
 
-    with client.lease():
-        with ThreadPoolExecutor(8) as pool:
-            sent = list(pool.map(write, range(8)))
-        assert client.blob_info(digest).size == len(data)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(write, range(8)))
+    sent = [s for s, _ in results]
+    assert [size for _, size in results] == [len(data)] * 8
     assert sum(sent) == len(data) and sorted(sent)[-1] == len(data), sent
