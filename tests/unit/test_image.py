@@ -66,6 +66,21 @@ def test_compressed_blobs_are_checked_by_blob_digest_and_diff_id(compress):
         scan(data, expect=lambda name, seen: wrong_blob.get(name))
 
 
+@pytest.mark.parametrize("compress", [None, "gzip", "zstd"])
+def test_a_layer_checked_by_diff_id_alone_still_catches_corruption(compress):
+    """Without a blob digest to compare, a compressed blob is not hashed as stored (one sha256, not two)."""
+    layers = [layer_tar({"a": bytes(range(256)) * 300})]
+    data, _ = oci_archive(layers, compress=compress)
+    [layer] = scan(data).image().layers
+    index = scan(data, expect=lambda name, seen: Check(diff_id=layer.diff_id) if name == layer.path else None)
+    member = index.members[layer.path]
+    assert member.diff_id == layer.diff_id
+    assert member.sha256 == (layer.digest if compress is None else None)  # uncompressed: the blob is the diff
+    wrong = Check(diff_id="sha256:" + "1" * 64)
+    with pytest.raises(DigestMismatch, match="diff ID"):
+        scan(data, expect=lambda name, seen: wrong if name == layer.path else None)
+
+
 def test_multi_member_gzip_layer_is_read_to_its_end_as_go_does():
     import gzip
 
