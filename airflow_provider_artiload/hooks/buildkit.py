@@ -41,7 +41,7 @@ from airflow_provider_artiload.engine.archive import ArchiveScanner, describe
 from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.engine.reference import parse_reference
 from airflow_provider_artiload.exceptions import ArtiloadError, BuildError, EndpointError
-from airflow_provider_artiload.hooks.connection import default_endpoint, endpoint_from_connection, optional_connection, set_extras
+from airflow_provider_artiload.hooks.connection import ConnectionBacked, default_endpoint, endpoint_from_connection
 from airflow_provider_artiload.progress import Progress
 from airflow_provider_artiload.hooks.paths import as_target
 from airflow_provider_artiload.storage import AtomicFile, RemoteAtomicFile, atomic_file
@@ -50,7 +50,7 @@ from airflow_provider_artiload.transport import open_dialer
 SECRET_SOURCES = ("conn_id", "variable", "env", "file")
 
 
-class BuildKitHook(BaseHook):
+class BuildKitHook(ConnectionBacked, BaseHook):
     """A BuildKit daemon; nothing connects until a method needs it.
 
     :param buildkit_conn_id: the ``buildkit`` connection.
@@ -64,14 +64,6 @@ class BuildKitHook(BaseHook):
     def __init__(self, buildkit_conn_id: str = default_conn_name) -> None:
         super().__init__()
         self.buildkit_conn_id = buildkit_conn_id
-
-    @cached_property
-    def _connection(self) -> Any | None:
-        return optional_connection(self.get_connection, self.buildkit_conn_id, self.default_conn_name)
-
-    @cached_property
-    def _extras(self) -> dict[str, Any]:
-        return set_extras(self._connection) if self._connection else {}
 
     @cached_property
     def endpoint(self) -> Endpoint:

@@ -10,6 +10,7 @@ connection for host, user and keys.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowNotFoundException
@@ -53,6 +54,25 @@ def default_endpoint(kind: Kind) -> Endpoint:
     if kind == "buildkit":
         url = "docker://" + url
     return parse_endpoint(url, kind=kind, extras=extras)
+
+
+class ConnectionBacked:
+    """What every artiload hook shares: its connection, named by ``conn_name_attr``, and that connection's set extras.
+
+    Mixed in before Airflow's ``BaseHook``, which gives ``get_connection``.
+    """
+
+    conn_name_attr: str
+    default_conn_name: str
+    get_connection: GetConnection
+
+    @cached_property
+    def _connection(self) -> Any | None:
+        return optional_connection(self.get_connection, getattr(self, self.conn_name_attr), self.default_conn_name)
+
+    @cached_property
+    def _extras(self) -> dict[str, Any]:
+        return set_extras(self._connection) if self._connection else {}
 
 
 def set_extras(conn: Any) -> dict[str, Any]:

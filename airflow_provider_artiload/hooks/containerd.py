@@ -17,7 +17,7 @@ from airflow_provider_artiload.containerd.export import NodeSource
 from airflow_provider_artiload.containerd.node import NodeLoader
 from airflow_provider_artiload.endpoints import DEFAULT_SOCKETS, Endpoint, parse_endpoint, parse_float
 from airflow_provider_artiload.exceptions import ArtiloadError, EndpointError
-from airflow_provider_artiload.hooks.connection import endpoint_from_connection, optional_connection, set_extras
+from airflow_provider_artiload.hooks.connection import ConnectionBacked, endpoint_from_connection
 from airflow_provider_artiload.hooks.paths import as_target
 from airflow_provider_artiload.transport import open_dialer
 
@@ -27,7 +27,7 @@ _PLATFORM = re.compile(r"[a-z0-9_]+/[a-z0-9_]+(/[a-z0-9_]+)?")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-class ContainerdHook(BaseHook):
+class ContainerdHook(ConnectionBacked, BaseHook):
     """A containerd socket reached locally or over SSH (nothing on the node but sshd).
 
     Nothing connects until a method needs the node. Without a connection named
@@ -60,14 +60,6 @@ class ContainerdHook(BaseHook):
         self._snapshotter = snapshotter
         self._platform = platform
         self._timeout = timeout
-
-    @cached_property
-    def _connection(self) -> Any | None:
-        return optional_connection(self.get_connection, self.containerd_conn_id, self.default_conn_name)
-
-    @cached_property
-    def _extras(self) -> dict[str, Any]:
-        return set_extras(self._connection) if self._connection else {}
 
     @cached_property
     def endpoint(self) -> Endpoint:

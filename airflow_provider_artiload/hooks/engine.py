@@ -16,7 +16,7 @@ from airflow_provider_artiload.artifacts import DockerArchive, LoadOutcome
 from airflow_provider_artiload.endpoints import Endpoint, parse_float
 from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.exceptions import ArtiloadError
-from airflow_provider_artiload.hooks.connection import default_endpoint, endpoint_from_connection, optional_connection, set_extras
+from airflow_provider_artiload.hooks.connection import ConnectionBacked, default_endpoint, endpoint_from_connection
 from airflow_provider_artiload.hooks.paths import as_target
 from airflow_provider_artiload.sources import EngineSource, FileSource
 from airflow_provider_artiload.transport import open_dialer
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from airflow_provider_artiload.hooks.containerd import ContainerdHook
 
 
-class DockerEngineHook(BaseHook):
+class DockerEngineHook(ConnectionBacked, BaseHook):
     """A Docker Engine reached over a unix socket, TCP+TLS or SSH.
 
     Nothing connects until a method needs the engine. Without a connection
@@ -55,14 +55,6 @@ class DockerEngineHook(BaseHook):
         self.engine_conn_id = engine_conn_id
         self._timeout = timeout
         self._transfer_timeout = transfer_timeout
-
-    @cached_property
-    def _extras(self) -> dict[str, Any]:
-        return set_extras(self._connection) if self._connection else {}
-
-    @cached_property
-    def _connection(self) -> Any | None:
-        return optional_connection(self.get_connection, self.engine_conn_id, self.default_conn_name)
 
     @cached_property
     def endpoint(self) -> Endpoint:
