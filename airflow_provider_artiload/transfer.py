@@ -29,14 +29,14 @@ from airflow_provider_artiload.image import Image
 from airflow_provider_artiload.plan import LoadOptions, Send, Skip, Unreachable, has_image, plan_target
 from airflow_provider_artiload.progress import Progress
 from airflow_provider_artiload.sources import EngineSource, FileSource, SourceInfo
-from airflow_provider_artiload.storage import Target, atomic_file, child, exists, read_chunks
+from airflow_provider_artiload.storage import Target as Destination, atomic_file, child, exists, read_chunks
 from airflow_provider_artiload.verify import VerifiedArchive
 
 __all__ = ["LoadOptions", "load", "save_image", "save_source"]
 Source = FileSource | EngineSource | NodeSource
 
 
-def save_image(client: EngineClient, image: str, path: Target, log: logging.Logger) -> DockerArchive:
+def save_image(client: EngineClient, image: str, path: Destination, log: logging.Logger) -> DockerArchive:
     """Stream ``image`` from an engine into an archive at ``path``; complete or absent.
 
     A ``path`` ending in ``/`` is a directory: the file is named after the
@@ -51,14 +51,14 @@ def save_image(client: EngineClient, image: str, path: Target, log: logging.Logg
     return _save(lambda: client.export_image(name), image_id, inspect.get("Size"), source, path, log)
 
 
-def save_source(source: NodeSource, path: Target, log: logging.Logger) -> DockerArchive:
+def save_source(source: NodeSource, path: Destination, log: logging.Logger) -> DockerArchive:
     """The same as :func:`save_image`, for an image streamed out of a containerd node's content store."""
     info = source.info()
     [image_id] = info.expected_ids
     return _save(lambda: source.open(), image_id, info.size, info.label, path, log)
 
 
-def _save(open_stream: Callable[[], Any], image_id: str, size: int | None, label: str, path: Target,
+def _save(open_stream: Callable[[], Any], image_id: str, size: int | None, label: str, path: Destination,
           log: logging.Logger) -> DockerArchive:
     if str(path).endswith("/"):
         path = child(path, image_id.split(":", 1)[-1] + ".tar")
@@ -83,7 +83,7 @@ def _save(open_stream: Callable[[], Any], image_id: str, size: int | None, label
     return DockerArchive(path=str(path), sha256=out.sha256, size=out.size, image_id=image_id, **describe(archive.index))
 
 
-def _verify_existing(path: Target, image_id: str, log: logging.Logger) -> DockerArchive | None:
+def _verify_existing(path: Destination, image_id: str, log: logging.Logger) -> DockerArchive | None:
     """The artifact of a complete, intact archive of ``image_id`` at ``path``, or None if it must be rewritten."""
     whole, size = hashlib.sha256(), 0
     archive = VerifiedArchive(read_chunks(path), where=str(path), expect=_every_member, expected_ids={image_id})
@@ -119,10 +119,10 @@ def _check_layers(index: ArchiveIndex, image: Image) -> None:
             )
 
 
-Target = EngineClient | NodeLoader  # a Docker Engine, or a containerd node (k3s, Kubernetes, nerdctl hosts)
+LoadTarget = EngineClient | NodeLoader  # a Docker Engine, or a containerd node (k3s, Kubernetes, nerdctl hosts)
 
 
-def load(source: Source, clients: Sequence[Target], options: LoadOptions, log: logging.Logger) -> list[LoadOutcome]:
+def load(source: Source, clients: Sequence[LoadTarget], options: LoadOptions, log: logging.Logger) -> list[LoadOutcome]:
     """Load ``source`` into every engine or node in ``clients``; raise after all finished if any failed."""
     for tag in options.tags:
         parse_reference(tag)  # a bad tag fails before any byte moves
@@ -151,7 +151,7 @@ def load(source: Source, clients: Sequence[Target], options: LoadOptions, log: l
     return _gather(info, clients, plans, outcomes, log)
 
 
-def _plan(client: Target, info: SourceInfo, options: LoadOptions, log: logging.Logger):
+def _plan(client: LoadTarget, info: SourceInfo, options: LoadOptions, log: logging.Logger):
     if isinstance(client, NodeLoader):
         return client.plan(info, options, log)  # it asks the node's content store which blobs it lacks
     return plan_target(client, info, options, log)

@@ -23,7 +23,6 @@ Extras (besides the TLS and SSH ones of the shared connection model):
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import replace

@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from airflow_provider_artiload.containerd import ContainerdClient
 from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch, TransferError
 
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import tarfile
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 import harness_containerd as h
 from airflow_provider_artiload.containerd import NodeLoader
-from airflow_provider_artiload.exceptions import ArchiveError, ArtiloadError, TransferError
+from airflow_provider_artiload.exceptions import ArchiveError, ArtiloadError
 from airflow_provider_artiload.plan import LoadOptions, Send, Skip
 from airflow_provider_artiload.sources import FileSource, SourceInfo
 from tests.unit.archives import docker_archive
