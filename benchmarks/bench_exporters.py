@@ -19,36 +19,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import measure  # noqa: E402 - shared with the other benchmarks
+from measure import Meter, parse_size, run_cli  # noqa: E402
 MB = 1_000_000
 TARGET = 1.0
 
 
-def parse_size(text: str) -> int:
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    return int(text[:-1]) * units[text[-1].upper()] if text[-1].upper() in units else int(text)
-
-
 def worker(job: dict) -> dict:
     """One export in this fresh process: artiload's, or buildx's as a child."""
-    started = time.perf_counter()
     if job["tool"] == "buildx":
         env = {**os.environ, "DOCKER_CONFIG": job["docker_config"], "DOCKER_HOST": job["engine"]}
         argv = ["docker", "buildx", "build", "--network", "none", "--output", f"type={job['export']},dest={job['out']}",
                 "-t", "bench/export:1", job["context"]]
-        subprocess.run(argv, check=True, env=env, capture_output=True)
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        return {"seconds": time.perf_counter() - started, "peak_kib": peak}
+        result = run_cli(argv, env=env, stderr=subprocess.PIPE)
+        return {**result, "peak_kib": result["peak_rss_kib"]}
     os.environ["AIRFLOW_CONN_BENCH_BK"] = json.dumps(
         {"conn_type": "buildkit", "host": f"docker://{job['engine']}", "extra": {"network": "none"}}
     )
@@ -56,28 +50,15 @@ def worker(job: dict) -> dict:
 
     hook = BuildKitHook("bench_bk")
     hook.endpoint  # noqa: B018 - parse the connection before measuring
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM: the growth is the export's alone
-    before = _status_kib("VmRSS")
-    started = time.perf_counter()
-    artifact = hook.build(context=job["context"], export=job["export"], output=job["out"], image="bench/export:1")
-    seconds = time.perf_counter() - started
-    growth = _status_kib("VmHWM") - before
+    with Meter() as meter:  # the growth is the export's alone
+        artifact = hook.build(context=job["context"], export=job["export"], output=job["out"], image="bench/export:1")
     hook.close()
-    return {"seconds": seconds, "peak_kib": growth, "layers": len(artifact["layers"])}
-
-
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
+    result = meter.result()
+    return {**result, "peak_kib": result["growth_kib"], "layers": len(artifact["layers"])}
 
 
 def run(job: dict, env: dict) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], env=env, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"{job['tool']} {job['export']} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return measure.run_worker(__file__, job, env)
 
 
 def docker_config(workdir: str) -> str:

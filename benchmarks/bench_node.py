@@ -35,11 +35,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import os
 import platform
-import resource
 import shlex
 import shutil
 import subprocess
@@ -51,6 +49,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import Meter, load_script, parse_size, run_cli, size_label  # noqa: E402 - shared with the other benchmarks
+from measure import run_worker as run_script  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
 BLOCK = 512
@@ -58,22 +60,7 @@ RSS_TARGET_MIB = 64
 TARGETS = {"full": 1.0, "delta bytes": 1.1, "retry bytes": 0.6}
 
 
-def load_module(name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules[name] = module
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
-def parse_size(text: str) -> int:
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    text = text.strip().upper()
-    return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
-
-
-def _label(size: int) -> str:
-    return f"{size >> 30} GiB" if size % (1 << 30) == 0 else f"{size >> 20} MiB"
+_label = size_label
 
 
 # ---------------------------------------------------------------- test images, written as they are hashed
@@ -159,13 +146,6 @@ def oci_archive(out: str, name: str, layers: list[Blob], diff_ids: list[str]) ->
 # ---------------------------------------------------------------- worker (runs in a fresh subprocess)
 
 
-def _proc_status_kib(field_name: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field_name + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field_name} not in /proc/self/status")
-
-
 class CountingDials:
     """A dial function counting every byte the client sends, able to cut every stream (an SSH link dropping)."""
 
@@ -198,10 +178,7 @@ class CountingDials:
 
 def worker(job: dict[str, Any]) -> dict[str, Any]:
     if job["op"] == "cli":
-        started = time.perf_counter()
-        subprocess.run(job["cmd"], shell=True, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        return {"seconds": time.perf_counter() - started,
-                "peak_rss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}
+        return run_cli(job["cmd"], stderr=subprocess.PIPE)
     import logging  # noqa: PLC0415
 
     from airflow_provider_artiload.containerd import ContainerdClient, NodeLoader  # noqa: PLC0415
@@ -252,26 +229,17 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
         # deleted lease held. Sooner, NodeLoader may find a committed blob present, skip it, and lose it to GC
         # before it names the image ("neither in the archive nor on the node"): see the report.
         time.sleep(job.get("pause", 3.0))
-    Path("/proc/self/clear_refs").write_text("5")
-    rss_before = _proc_status_kib("VmRSS")
     before = dials.bytes_out
-    started = time.perf_counter()
-    outcome = once(None)
-    seconds = time.perf_counter() - started
-    hwm = _proc_status_kib("VmHWM")
+    with Meter() as meter:
+        outcome = once(None)
     client.close()
     dialer.close()
-    return {"seconds": seconds, "rss_before_kib": rss_before, "peak_rss_kib": hwm, "growth_kib": hwm - rss_before,
-            "wire_bytes": dials.bytes_out - before, "bytes_sent": outcome.bytes_sent, "mode": outcome.mode,
-            "image_id": outcome.image_id, "cut_wire_bytes": cut_bytes}
+    return {**meter.result(), "wire_bytes": dials.bytes_out - before, "bytes_sent": outcome.bytes_sent,
+            "mode": outcome.mode, "image_id": outcome.image_id, "cut_wire_bytes": cut_bytes}
 
 
 def run_worker(job: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-    argv = [sys.executable, __file__, "--worker", json.dumps(job)]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"worker {job['op']} failed ({done.returncode}):\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_script(__file__, job, env)
 
 
 # ---------------------------------------------------------------- rig
@@ -439,9 +407,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
     started, load_at_start = time.monotonic(), os.getloadavg()
-    harness = load_module("artiload_harness", REPO / "scripts" / "harness.py")
+    harness = load_script("artiload_harness", REPO / "scripts" / "harness.py")
     sys.path.insert(0, str(REPO / "scripts"))
-    hc = load_module("harness_containerd", REPO / "scripts" / "harness_containerd.py")
+    hc = load_script("harness_containerd", REPO / "scripts" / "harness_containerd.py")
     rig = start_rig(harness, hc)
     rows: list[dict[str, Any]] = []
     try:

@@ -31,11 +31,9 @@ from __future__ import annotations
 
 import argparse
 import glob
-import importlib.util
 import json
 import os
 import platform
-import resource
 import shlex
 import shutil
 import statistics
@@ -47,6 +45,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import measure  # noqa: E402 - shared with the other benchmarks
+from measure import Meter, load_script, parse_size, run_cli  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
 RSS_TARGET_MIB = 64
@@ -55,11 +57,7 @@ TARGETS = {"local load": 1.0, "ssh load": 1.2, "save": 1.0}  # artiload / baseli
 
 def load_harness() -> Any:
     """Import scripts/harness.py by path (it is not a package)."""
-    spec = importlib.util.spec_from_file_location("artiload_harness", REPO / "scripts" / "harness.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules[spec.name] = module  # type: ignore[union-attr]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+    return load_script("artiload_harness", REPO / "scripts" / "harness.py")
 
 
 def docker_cli() -> str:
@@ -69,54 +67,29 @@ def docker_cli() -> str:
     raise SystemExit("no docker CLI at /usr/bin/docker or /usr/local/bin/docker")
 
 
-def parse_size(text: str) -> int:
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    text = text.strip().upper()
-    return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
-
-
 # ---------------------------------------------------------------- worker (runs in a fresh subprocess)
-
-
-def _proc_status_kib(field_name: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field_name + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field_name} not in /proc/self/status")
 
 
 def worker(job: dict[str, Any]) -> dict[str, Any]:
     """Run one transfer and return its seconds and memory figures."""
     if job["op"] == "cli":
-        started = time.perf_counter()
-        subprocess.run(job["cmd"], shell=True, check=True, stdout=subprocess.DEVNULL)
-        seconds = time.perf_counter() - started
-        return {"seconds": seconds, "peak_rss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}
+        return run_cli(job["cmd"])
     os.environ["AIRFLOW_CONN_BENCH"] = json.dumps(job["conn"])
     from airflow_provider_artiload.hooks.engine import DockerEngineHook  # after AIRFLOW_HOME is set
 
     hook = DockerEngineHook("bench")
     hook.endpoint  # read and parse the connection now, so that only the transfer is measured  # noqa: B018
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    rss_before = _proc_status_kib("VmRSS")
-    started = time.perf_counter()
-    if job["op"] == "save":
-        hook.save_image(job["image"], job["path"])
-    else:
-        hook.load_archive(job["path"], skip_existing=False)
-    seconds = time.perf_counter() - started
-    hwm = _proc_status_kib("VmHWM")
+    with Meter() as meter:
+        if job["op"] == "save":
+            hook.save_image(job["image"], job["path"])
+        else:
+            hook.load_archive(job["path"], skip_existing=False)
     hook.close()
-    return {"seconds": seconds, "rss_before_kib": rss_before, "peak_rss_kib": hwm, "growth_kib": hwm - rss_before}
+    return meter.result()
 
 
 def run_worker(job: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-    """Run ``job`` in a fresh interpreter; its last stdout line is the JSON result."""
-    argv = [sys.executable, __file__, "--worker", json.dumps(job)]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"worker {job['op']} failed ({done.returncode}):\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return measure.run_worker(__file__, job, env)
 
 
 # ---------------------------------------------------------------- setup
@@ -205,6 +178,8 @@ class Sample:
     mbps: float
     peak_kib: int
     growth_kib: int | None
+    cpu_s: float  # the client's CPU seconds: artiload's process, or the CLI's processes
+    busy: float  # of all cores, during the transfer
 
 
 def measure_load(rig: Rig, size: int, image_id: str, tar: str, repeat: int) -> list[Sample]:
@@ -250,7 +225,8 @@ def measure_save(rig: Rig, size: int, tag: str, nbytes: int, repeat: int) -> lis
 
 
 def _sample(op: str, size: int, tool: str, nbytes: int, result: dict[str, Any]) -> Sample:
-    return Sample(op, size, tool, nbytes / result["seconds"] / 1e6, result["peak_rss_kib"], result.get("growth_kib"))
+    return Sample(op, size, tool, nbytes / result["seconds"] / 1e6, result["peak_rss_kib"], result.get("growth_kib"),
+                  result["cpu_s"] * (1 << 30) / nbytes, result["machine_busy"])
 
 
 # ---------------------------------------------------------------- report
@@ -258,13 +234,14 @@ def _sample(op: str, size: int, tool: str, nbytes: int, result: dict[str, Any]) 
 BASELINES = {"local load": "docker load -i", "ssh load": "cat->ssh docker load", "save": "docker save -o"}
 
 
-def _size_label(size: int) -> str:
-    return f"{size // (1 << 30)} GiB" if size % (1 << 30) == 0 else f"{size // MiB} MiB"
+_size_label = measure.size_label
 
 
 def report(samples: list[Sample]) -> None:
-    print("| operation | size | tool | MB/s (median) | ratio vs baseline | peak RSS growth | target | met? |")
-    print("|---|---|---|---:|---:|---:|---|---|")
+    """One row per tool: the ratio, and the client CPU and machine load that explain it."""
+    print("| operation | size | tool | MB/s (median) | ratio vs baseline | client CPU s/GiB | machine busy | "
+          "peak RSS growth | target | met? |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---|---|")
     groups: dict[tuple[str, int], dict[str, list[Sample]]] = {}
     for s in samples:
         groups.setdefault((s.op, s.size), {}).setdefault(s.tool, []).append(s)
@@ -273,23 +250,30 @@ def report(samples: list[Sample]) -> None:
         for tool, runs in tools.items():
             mbps = statistics.median(s.mbps for s in runs)
             ratio = mbps / base
+            cpu = statistics.median(s.cpu_s for s in runs)
+            busy = statistics.median(s.busy for s in runs)
+            common = f"| {op} | {_size_label(size)} | {tool} | {mbps:.0f} | "
+            load = f"{cpu:.2f} | {busy:.0%} |"
             if tool == BASELINES[op]:
                 peak = max(s.peak_kib for s in runs) / 1024
-                print(f"| {op} | {_size_label(size)} | {tool} | {mbps:.0f} | 1.00 (baseline) | "
-                      f"(CLI peak RSS {peak:.0f} MiB) | - | - |")
+                print(f"{common}1.00 (baseline) | {load} (CLI peak RSS {peak:.0f} MiB) | - | - |")
                 continue
             growth = max(s.growth_kib or 0 for s in runs) / 1024
             speed_ok, mem_ok = ratio >= TARGETS[op], growth < RSS_TARGET_MIB
-            print(f"| {op} | {_size_label(size)} | {tool} | {mbps:.0f} | {ratio:.2f} | {growth:.1f} MiB (max) | "
+            print(f"{common}{ratio:.2f} | {load} {growth:.1f} MiB (max) | "
                   f">= {TARGETS[op]:.1f}x, < {RSS_TARGET_MIB} MiB | "
                   f"speed {'yes' if speed_ok else 'NO'}, memory {'yes' if mem_ok else 'NO'} |")
+    print("\nclient CPU: user+system seconds per GiB of archive, of artiload's process or of the CLI's processes "
+          "(for the pipe: cat and ssh; the remote docker CLI runs under sshd and is not counted);\n"
+          "machine busy: share of all cores busy during the transfer (engine, sshd and client together).")
 
 
 def report_raw(samples: list[Sample]) -> None:
-    print("\nRaw per-repeat numbers (MB/s; peak RSS; artiload: RSS growth during the transfer):")
+    print("\nRaw per-repeat numbers (MB/s; client CPU s/GiB; peak RSS; artiload: RSS growth during the transfer):")
     for s in samples:
         growth = f", growth {s.growth_kib / 1024:.1f} MiB" if s.growth_kib is not None else ""
-        print(f"  {s.op:10} {_size_label(s.size):7} {s.tool:22} {s.mbps:7.1f} MB/s  peak {s.peak_kib / 1024:6.1f} MiB{growth}")
+        print(f"  {s.op:10} {_size_label(s.size):7} {s.tool:22} {s.mbps:7.1f} MB/s  cpu {s.cpu_s:5.2f} s/GiB  "
+              f"busy {s.busy:4.0%}  peak {s.peak_kib / 1024:6.1f} MiB{growth}")
 
 
 def machine_info(rig: Rig, load_at_start: tuple[float, float, float]) -> None:
