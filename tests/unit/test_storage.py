@@ -36,6 +36,28 @@ def test_file_appears_only_on_commit_and_is_owner_only(tmp_path):
     assert os.listdir(tmp_path) == ["img.tar"]
 
 
+def test_short_writes_are_continued_and_big_chunks_written_in_slices(tmp_path):
+    """An unbuffered write() may take fewer bytes than it was given (a signal, a nearly full disk).
+
+    The file is real; only its write() is narrowed, to take at most 1,000 bytes a call.
+    """
+    data = os.urandom(3 << 20)
+    sizes: list[int] = []
+    with AtomicFile(str(tmp_path / "img.tar")) as out:
+        real = out._file.write
+
+        def short(piece):
+            sizes.append(len(piece))
+            return real(piece[:1000])
+
+        out._file.write = short
+        out.write(data[:10])
+        out.write(data[10:])
+        out.commit()
+    assert (tmp_path / "img.tar").read_bytes() == data
+    assert out.size == len(data) and max(sizes) <= 128 << 10
+
+
 def test_failure_leaves_nothing_and_keeps_an_older_file(tmp_path):
     target = tmp_path / "img.tar"
     target.write_bytes(b"old")
