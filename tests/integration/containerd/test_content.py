@@ -63,15 +63,18 @@ def test_a_cut_write_resumes_from_what_containerd_kept(containerd, any_client):
         with pytest.raises(TransferError):
             client.write_blob(ref, digest, len(data), cut)
         assert client.blob_info(digest) is None
-        status = None
-        for _ in range(50):  # the server notices the cut and releases the ref shortly after
+        status, previous = None, None
+        for _ in range(50):  # the server notices the cut, writes what it had received, and releases the ref
             status = client.write_status(ref)
-            if status is not None and status.offset:
+            if status is not None and status.offset and previous is not None and status.offset == previous.offset:
                 break
-            time.sleep(0.1)
+            previous = status
+            time.sleep(0.2)
         assert status is not None and 0 < status.offset <= len(data) // 2 + (1 << 20), status
         sent = client.write_blob(ref, digest, len(data), reader(data))
-        assert sent == len(data) - status.offset and sent < len(data)
+        # Resumed, not restarted: from at least what was seen kept. Under CI's load, 1.6 reported
+        # 4 MiB when first polled and had kept 5 MiB by the time the resume asked.
+        assert 0 < sent <= len(data) - status.offset, (sent, status)
         assert client.blob_info(digest).size == len(data)
 
 
