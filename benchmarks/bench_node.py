@@ -60,9 +60,6 @@ RSS_TARGET_MIB = 64
 TARGETS = {"full": 1.0, "delta bytes": 1.1, "retry bytes": 0.6}
 
 
-_label = size_label
-
-
 # ---------------------------------------------------------------- test images, written as they are hashed
 
 
@@ -370,7 +367,7 @@ def report(rows: list[dict[str, Any]]) -> None:
             ratio = wire / row["archive"]
             ok = ratio <= TARGETS["retry bytes"]
             cut = runs[0]["cut_wire_bytes"]
-            print(f"| {row['case']} | {_label(row['size'])} | {row['archive']} | {secs:.1f} (retry) | - | - | {wire} "
+            print(f"| {row['case']} | {size_label(row['size'])} | {row['archive']} | {secs:.1f} (retry) | - | - | {wire} "
                   f"(cut run: {cut}) | - | {ratio:.3f} of the image | {growth:.1f} MiB | <= 0.6x, < 64 MiB | "
                   f"bytes {'yes' if ok else 'NO'}, memory {'yes' if mem_ok else 'NO'} |")
             continue
@@ -383,18 +380,18 @@ def report(rows: list[dict[str, Any]]) -> None:
             ratio, label = wire / row["changed"], f"of changed blobs ({row['changed']})"
             ok = ratio <= TARGETS["delta bytes"]
             target = "bytes <= 1.1x, < 64 MiB"
-        print(f"| {row['case']} | {_label(row['size'])} | {row['archive']} | {secs:.1f} | {p:.1f} | {speed:.2f} | {wire} | "
+        print(f"| {row['case']} | {size_label(row['size'])} | {row['archive']} | {secs:.1f} | {p:.1f} | {speed:.2f} | {wire} | "
               f"{row['archive']} | {ratio:.3f} {label} | {growth:.1f} MiB | {target} | "
               f"{'yes' if ok else 'NO'}, memory {'yes' if mem_ok else 'NO'} |")
     print("\nRaw runs (seconds; MB/s = archive bytes / s):")
     for row in rows:
         for i, r in enumerate(row["artiload"]):
-            print(f"  {row['case']:26} {_label(row['size']):7} artiload#{i + 1} {r['seconds']:6.1f} s "
+            print(f"  {row['case']:26} {size_label(row['size']):7} artiload#{i + 1} {r['seconds']:6.1f} s "
                   f"{row['archive'] / r['seconds'] / 1e6:6.0f} MB/s  wire {r['wire_bytes']}  sent {r['bytes_sent']}  "
                   f"mode {r['mode']}  RSS {r['rss_before_kib'] / 1024:.0f} -> peak {r['peak_rss_kib'] / 1024:.0f} MiB")
         if "pipe" in row:
             p = row["pipe"]
-            print(f"  {row['case']:26} {_label(row['size']):7} ctr pipe   {p['seconds']:6.1f} s "
+            print(f"  {row['case']:26} {size_label(row['size']):7} ctr pipe   {p['seconds']:6.1f} s "
                   f"{row['archive'] / p['seconds'] / 1e6:6.0f} MB/s  (CLI peak RSS {p['peak_rss_kib'] / 1024:.0f} MiB)")
 
 
@@ -414,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     try:
         for size in [parse_size(s) for s in args.sizes.split(",")]:
-            print(f"measuring {_label(size)} ...", file=sys.stderr, flush=True)
+            print(f"measuring {size_label(size)} ...", file=sys.stderr, flush=True)
             rows += measure(rig, hc, size)
         ssh_version = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
         import paramiko  # noqa: PLC0415

@@ -47,7 +47,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import measure  # noqa: E402 - shared with the other benchmarks
-from measure import Meter, load_script, parse_size, run_cli  # noqa: E402
+from measure import Meter, load_script, parse_size, run_cli, size_label  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
@@ -234,9 +234,6 @@ def _sample(op: str, size: int, tool: str, nbytes: int, result: dict[str, Any]) 
 BASELINES = {"local load": "docker load -i", "ssh load": "cat->ssh docker load", "save": "docker save -o"}
 
 
-_size_label = measure.size_label
-
-
 def report(samples: list[Sample]) -> None:
     """One row per tool: the ratio, and the client CPU and machine load that explain it."""
     print("| operation | size | tool | MB/s (median) | ratio vs baseline | client CPU s/GiB | machine busy | "
@@ -252,7 +249,7 @@ def report(samples: list[Sample]) -> None:
             ratio = mbps / base
             cpu = statistics.median(s.cpu_s for s in runs)
             busy = statistics.median(s.busy for s in runs)
-            common = f"| {op} | {_size_label(size)} | {tool} | {mbps:.0f} | "
+            common = f"| {op} | {size_label(size)} | {tool} | {mbps:.0f} | "
             load = f"{cpu:.2f} | {busy:.0%} |"
             if tool == BASELINES[op]:
                 peak = max(s.peak_kib for s in runs) / 1024
@@ -272,7 +269,7 @@ def report_raw(samples: list[Sample]) -> None:
     print("\nRaw per-repeat numbers (MB/s; client CPU s/GiB; peak RSS; artiload: RSS growth during the transfer):")
     for s in samples:
         growth = f", growth {s.growth_kib / 1024:.1f} MiB" if s.growth_kib is not None else ""
-        print(f"  {s.op:10} {_size_label(s.size):7} {s.tool:22} {s.mbps:7.1f} MB/s  cpu {s.cpu_s:5.2f} s/GiB  "
+        print(f"  {s.op:10} {size_label(s.size):7} {s.tool:22} {s.mbps:7.1f} MB/s  cpu {s.cpu_s:5.2f} s/GiB  "
               f"busy {s.busy:4.0%}  peak {s.peak_kib / 1024:6.1f} MiB{growth}")
 
 
@@ -312,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         harness.build_base_image(rig.source.socket_path)
         for size in [parse_size(s) for s in args.sizes.split(",")]:
-            print(f"building and measuring {_size_label(size)} ...", file=sys.stderr, flush=True)
+            print(f"building and measuring {size_label(size)} ...", file=sys.stderr, flush=True)
             tag, image_id, tar = build_test_image(rig, size)
             samples += measure_load(rig, size, image_id, tar, args.repeat)
             samples += measure_save(rig, size, tag, os.path.getsize(tar), args.repeat)
