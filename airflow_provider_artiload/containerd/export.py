@@ -38,6 +38,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from airflow_provider_artiload.containerd.client import ContainerdClient, Descriptor
+from airflow_provider_artiload.containerd.errors import BlobNotFound
 from airflow_provider_artiload.engine.reference import normalize, parse
 from airflow_provider_artiload.engine.tarheader import BLOCK, USTAR_MAGIC
 from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch, ImageNotFound
@@ -193,12 +194,16 @@ class _NodeJSON:
     def get(self, digest: str) -> bytes:
         if digest not in self.read:
             client, where = self.source.client, self.source.where
+            lacks = f"{where} lacks blob {digest} of image {self.source.image} (pulled for another platform only?)"
             info = client.blob_info(digest)
             if info is None:
-                raise ArchiveError(f"{where} lacks blob {digest} of image {self.source.image} (pulled for another platform only?)")
+                raise ArchiveError(lacks)
             if info.size > JSON_BLOB_LIMIT:
                 raise ArchiveError(f"{where}: blob {digest} is {info.size} bytes; an index, manifest or config is small")
-            data = b"".join(bytes(piece) for piece in client.read_blob(digest))
+            try:
+                data = b"".join(bytes(piece) for piece in client.read_blob(digest))
+            except BlobNotFound:  # collected by the node's GC between the stat and the read
+                raise ArchiveError(lacks) from None
             if digest_of(data) != digest:
                 raise DigestMismatch(f"{where}: blob {digest} reads with digest {digest_of(data)}: the content store is corrupt")
             self.read[digest] = data
