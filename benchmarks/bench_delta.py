@@ -103,7 +103,7 @@ def run(rig: bt.Rig, second: object, size: int, repeat: int) -> None:
     import logging
 
     from airflow_provider_artiload import transfer
-    from airflow_provider_artiload.engine.layers import read_layout
+    from airflow_provider_artiload.oci.layout import read_layout
     from airflow_provider_artiload.hooks.engine import copy_between, load_into
 
     log = logging.getLogger("bench")

@@ -178,11 +178,12 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
         return run_cli(job["cmd"], stderr=subprocess.PIPE)
     import logging  # noqa: PLC0415
 
-    from airflow_provider_artiload.containerd import ContainerdClient, NodeLoader  # noqa: PLC0415
+    from airflow_provider_artiload.containerd import ContainerdClient  # noqa: PLC0415
+    from airflow_provider_artiload.transfer.node.target import NodeLoader  # noqa: PLC0415
     from airflow_provider_artiload.endpoints import parse_endpoint  # noqa: PLC0415
     from airflow_provider_artiload.exceptions import ArtiloadError  # noqa: PLC0415
-    from airflow_provider_artiload.plan import LoadOptions  # noqa: PLC0415
-    from airflow_provider_artiload.sources import FileSource  # noqa: PLC0415
+    from airflow_provider_artiload.transfer.plan import LoadOptions  # noqa: PLC0415
+    from airflow_provider_artiload.transfer.sources import FileSource  # noqa: PLC0415
     from airflow_provider_artiload.transport import open_dialer  # noqa: PLC0415
 
     log = logging.getLogger("bench_node")

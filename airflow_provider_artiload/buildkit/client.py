@@ -27,12 +27,12 @@ from typing import Any
 import grpc
 
 from airflow_provider_artiload.buildkit._proto import control_pb2, control_pb2_grpc
-from airflow_provider_artiload.buildkit.auth import AuthProvider
-from airflow_provider_artiload.buildkit.channel import DialBridge, open_channel, translate_rpc_error
-from airflow_provider_artiload.buildkit.filesend import FileSend
-from airflow_provider_artiload.buildkit.filesync import FileSync
-from airflow_provider_artiload.buildkit.secrets import SecretsProvider, SecretValue
-from airflow_provider_artiload.buildkit.session import Session, SessionDial
+from airflow_provider_artiload.buildkit.session.auth import AuthProvider
+from airflow_provider_artiload.transport.grpc import DialBridge, open_channel, translate_rpc_error
+from airflow_provider_artiload.buildkit.session.filesend import FileSend
+from airflow_provider_artiload.buildkit.session.filesync import FileSync
+from airflow_provider_artiload.buildkit.session.secrets import SecretsProvider, SecretValue
+from airflow_provider_artiload.buildkit.session.session import Session, SessionDial
 from airflow_provider_artiload.buildkit.status import StatusPrinter, describe_failure
 from airflow_provider_artiload.exceptions import BuildError, DestinationError
 

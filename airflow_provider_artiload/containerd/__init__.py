@@ -4,7 +4,6 @@ from airflow_provider_artiload.containerd.client import ContainerdClient, Descri
 from airflow_provider_artiload.containerd.content import BlobInfo, WriteStatus, manifest_gc_labels, skip
 from airflow_provider_artiload.containerd.errors import BlobNotFound, ContainerdError
 from airflow_provider_artiload.containerd.unpack import Layer, UnpackResult, chain_ids
-from airflow_provider_artiload.containerd.node import NodeLoader
 
 __all__ = [
     "BlobInfo",
@@ -14,7 +13,6 @@ __all__ = [
     "Descriptor",
     "Image",
     "Layer",
-    "NodeLoader",
     "UnpackResult",
     "Version",
     "WriteStatus",

@@ -26,7 +26,7 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2, field_mask_pb2
 
-from airflow_provider_artiload.buildkit.channel import DialBridge, Duplex, open_channel
+from airflow_provider_artiload.transport.grpc import DialBridge, Duplex, open_channel
 from airflow_provider_artiload.containerd import content, unpack
 from airflow_provider_artiload.containerd._proto import (
     containerd_types_pb2,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import grpc
 
-from airflow_provider_artiload.buildkit.channel import DialBridge
+from airflow_provider_artiload.transport.grpc import DialBridge
 from airflow_provider_artiload.exceptions import (
     ArtiloadError,
     ConnectError,

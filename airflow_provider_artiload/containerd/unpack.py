@@ -29,7 +29,7 @@ from airflow_provider_artiload.containerd._proto import (
 from airflow_provider_artiload.containerd.content import UNCOMPRESSED_LABEL, set_labels
 from airflow_provider_artiload.containerd.errors import ContainerdError
 from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch, ImageNotFound
-from airflow_provider_artiload.image import chain_ids
+from airflow_provider_artiload.oci.image import chain_ids
 
 if TYPE_CHECKING:
     from airflow_provider_artiload.containerd.client import ContainerdClient

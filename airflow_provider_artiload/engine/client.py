@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_artiload.engine import http as h
-from airflow_provider_artiload.engine.reference import parse_reference
+from airflow_provider_artiload.oci.reference import parse_reference
 from airflow_provider_artiload.exceptions import DigestMismatch, EngineError, TransferError
 from airflow_provider_artiload.transport import Dialer, Stream
 

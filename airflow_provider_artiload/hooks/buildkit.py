@@ -34,11 +34,11 @@ from airflow.utils.net import get_hostname
 
 from airflow_provider_artiload.artifacts import DockerArchive, ImageArtifact
 from airflow_provider_artiload.buildkit.client import STREAMED, BuildKitClient, BuildRequest
-from airflow_provider_artiload.buildkit.secrets import resolve_secret_file
+from airflow_provider_artiload.buildkit.session.secrets import resolve_secret_file
 from airflow_provider_artiload.endpoints import Endpoint, default_engine_url, parse_endpoint, parse_float, parse_list
-from airflow_provider_artiload.engine.archive import ArchiveScanner, describe
+from airflow_provider_artiload.oci.archive import ArchiveScanner, describe
 from airflow_provider_artiload.engine.client import EngineClient
-from airflow_provider_artiload.engine.reference import parse_reference
+from airflow_provider_artiload.oci.reference import parse_reference
 from airflow_provider_artiload.exceptions import ArtiloadError, BuildError, EndpointError
 from airflow_provider_artiload.hooks.connection import ConnectionBacked, default_endpoint, endpoint_from_connection
 from airflow_provider_artiload.progress import Progress

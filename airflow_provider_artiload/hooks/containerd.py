@@ -13,8 +13,8 @@ from airflow.utils.net import get_hostname
 from airflow_provider_artiload import transfer
 from airflow_provider_artiload.artifacts import DockerArchive
 from airflow_provider_artiload.containerd.client import ContainerdClient
-from airflow_provider_artiload.containerd.export import NodeSource
-from airflow_provider_artiload.containerd.node import NodeLoader
+from airflow_provider_artiload.transfer.node.source import NodeSource
+from airflow_provider_artiload.transfer.node.target import NodeLoader
 from airflow_provider_artiload.endpoints import DEFAULT_SOCKETS, Endpoint, parse_endpoint, parse_float
 from airflow_provider_artiload.exceptions import ArtiloadError, EndpointError
 from airflow_provider_artiload.hooks.connection import ConnectionBacked, endpoint_from_connection

@@ -18,7 +18,7 @@ from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.exceptions import ArtiloadError
 from airflow_provider_artiload.hooks.connection import ConnectionBacked, default_endpoint, endpoint_from_connection
 from airflow_provider_artiload.hooks.paths import as_target
-from airflow_provider_artiload.sources import EngineSource, FileSource
+from airflow_provider_artiload.transfer.sources import EngineSource, FileSource
 from airflow_provider_artiload.transport import open_dialer
 
 if TYPE_CHECKING:

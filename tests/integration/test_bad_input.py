@@ -24,7 +24,7 @@ import pytest
 
 import harness  # scripts/harness.py, put on sys.path by tests/conftest.py
 from airflow_provider_artiload.artifacts import DockerArchive
-from airflow_provider_artiload.engine.reference import InvalidReference
+from airflow_provider_artiload.oci.reference import InvalidReference
 from airflow_provider_artiload.exceptions import (
     ArchiveError,
     ConnectError,

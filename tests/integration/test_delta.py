@@ -9,7 +9,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from airflow_provider_artiload import plan
+from airflow_provider_artiload.transfer import plan
 from airflow_provider_artiload.artifacts import DockerArchive
 from airflow_provider_artiload.exceptions import ArtiloadError, DigestMismatch
 from airflow_provider_artiload.hooks.engine import DockerEngineHook

@@ -11,7 +11,7 @@ import docker
 import pytest
 
 from airflow_provider_artiload.artifacts import DockerArchive
-from airflow_provider_artiload.engine.reference import InvalidReference
+from airflow_provider_artiload.oci.reference import InvalidReference
 from airflow_provider_artiload.exceptions import (
     ArchiveError,
     ConnectError,

@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from airflow_provider_artiload.engine.archive import ArchiveScanner, Check
+from airflow_provider_artiload.oci.archive import ArchiveScanner, Check
 from airflow_provider_artiload.exceptions import ArchiveError
 from tests.unit.archives import chunked, docker_archive, layer_tar
 

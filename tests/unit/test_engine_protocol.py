@@ -14,12 +14,12 @@ import pytest
 
 from airflow_provider_artiload import transfer
 from urllib.parse import unquote
-from airflow_provider_artiload.engine.archive import ArchiveScanner
+from airflow_provider_artiload.oci.archive import ArchiveScanner
 from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.exceptions import DigestMismatch, EngineError, ImageNotFound
-from airflow_provider_artiload.image import chain_ids
-from airflow_provider_artiload.plan import LoadOptions, Send, Skip, Unreachable, plan_target
-from airflow_provider_artiload.sources import FileSource
+from airflow_provider_artiload.oci.image import chain_ids
+from airflow_provider_artiload.transfer.plan import LoadOptions, Send, Skip, Unreachable, plan_target
+from airflow_provider_artiload.transfer.sources import FileSource
 from airflow_provider_artiload.transport.mock import MockDialer, Request, Response
 from tests.unit.archives import docker_archive, layer_tar, oci_archive
 

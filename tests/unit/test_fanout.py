@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_provider_artiload.fanout import Fanout
+from airflow_provider_artiload.transfer.fanout import Fanout
 
 
 def test_every_consumer_gets_every_chunk_in_order():

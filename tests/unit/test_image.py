@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from airflow_provider_artiload.engine.archive import ArchiveScanner, Check
+from airflow_provider_artiload.oci.archive import ArchiveScanner, Check
 from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch
-from airflow_provider_artiload.image import Image, Layer, chain_ids, digest_of, load_json, store_of
+from airflow_provider_artiload.oci.image import Image, Layer, chain_ids, digest_of, load_json, store_of
 from tests.unit.archives import chunked, docker_archive, layer_tar, oci_archive
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 
-from airflow_provider_artiload.engine.archive import ArchiveIndex
-from airflow_provider_artiload.engine.layers import chain_ids, layer_position
-from airflow_provider_artiload.image import store_of
+from airflow_provider_artiload.oci.archive import ArchiveIndex
+from airflow_provider_artiload.oci.layout import chain_ids, layer_position
+from airflow_provider_artiload.oci.image import store_of
 
 DIFFS = ["sha256:" + hashlib.sha256(bytes([i])).hexdigest() for i in range(3)]
 

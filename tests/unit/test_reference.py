@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from airflow_provider_artiload.engine.reference import (
+from airflow_provider_artiload.oci.reference import (
     InvalidReference,
     Reference,
     is_image_id,

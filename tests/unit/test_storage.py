@@ -19,7 +19,7 @@ from airflow_provider_artiload.storage import (
     read_chunks,
     remove_stale_temp_files,
 )
-from airflow_provider_artiload.verify import VerifiedArchive
+from airflow_provider_artiload.oci.verify import VerifiedArchive
 from tests.unit.archives import chunked, docker_archive
 
 

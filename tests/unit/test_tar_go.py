@@ -12,8 +12,8 @@ import tarfile
 
 import pytest
 
-from airflow_provider_artiload.engine.archive import ArchiveScanner
-from airflow_provider_artiload.engine.tarheader import number, parse_pax
+from airflow_provider_artiload.oci.archive import ArchiveScanner
+from airflow_provider_artiload.oci.tar import number, parse_pax
 from airflow_provider_artiload.exceptions import ArchiveError
 from tests.unit.archives import chunked
 

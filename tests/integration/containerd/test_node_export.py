@@ -21,14 +21,15 @@ import tarfile
 import pytest
 
 import harness_containerd as h
-from airflow_provider_artiload.containerd import ContainerdClient, NodeLoader
-from airflow_provider_artiload.containerd.export import OCTAL_SIZE_LIMIT, NodeSource, member_header
-from airflow_provider_artiload.engine.archive import ArchiveScanner
-from airflow_provider_artiload.engine.tarheader import parse_header
+from airflow_provider_artiload.containerd import ContainerdClient
+from airflow_provider_artiload.transfer.node.target import NodeLoader
+from airflow_provider_artiload.transfer.node.source import OCTAL_SIZE_LIMIT, NodeSource, member_header
+from airflow_provider_artiload.oci.archive import ArchiveScanner
+from airflow_provider_artiload.oci.tar import parse_header
 from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch, ImageNotFound
-from airflow_provider_artiload.image import OCI_INDEX, blob_path
-from airflow_provider_artiload.plan import LoadOptions
-from airflow_provider_artiload.sources import SourceInfo
+from airflow_provider_artiload.oci.image import OCI_INDEX, blob_path
+from airflow_provider_artiload.transfer.plan import LoadOptions
+from airflow_provider_artiload.transfer.sources import SourceInfo
 
 log = logging.getLogger("test_node_export")
 CHUNK = 256 * 1024

@@ -15,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import harness_containerd as h
-from airflow_provider_artiload.containerd import NodeLoader
+from airflow_provider_artiload.transfer.node.target import NodeLoader
 from airflow_provider_artiload.exceptions import ArchiveError, ArtiloadError
-from airflow_provider_artiload.plan import LoadOptions, Send, Skip
-from airflow_provider_artiload.sources import FileSource, SourceInfo
+from airflow_provider_artiload.transfer.plan import LoadOptions, Send, Skip
+from airflow_provider_artiload.transfer.sources import FileSource, SourceInfo
 from tests.unit.archives import docker_archive
 
 log = logging.getLogger("test_node_load")
@@ -201,7 +201,7 @@ def test_eight_concurrent_loads_into_one_node(containerd, unix_client, tmp_path,
 
 def test_as_a_fanout_consumer_next_to_another(containerd, unix_client, tmp_path, base):
     """What transfer.load will do: one read of the archive, the node as one of several consumers."""
-    from airflow_provider_artiload.fanout import Fanout
+    from airflow_provider_artiload.transfer.fanout import Fanout
 
     client, _ = unix_client
     tag = secrets.token_hex(4)

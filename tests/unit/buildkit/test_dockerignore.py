@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_artiload.buildkit.dockerignore import (
+from airflow_provider_artiload.buildkit.context.dockerignore import (
     PatternError,
     PatternMatcher,
     _compile,

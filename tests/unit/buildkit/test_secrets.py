@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_artiload.buildkit.secrets import MAX_SECRET_SIZE, resolve_secret_file
+from airflow_provider_artiload.buildkit.session.secrets import MAX_SECRET_SIZE, resolve_secret_file
 from airflow_provider_artiload.exceptions import BuildError
 
 CONTENT = b"TOPSECRET-VALUE-42"

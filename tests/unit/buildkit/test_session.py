@@ -15,11 +15,11 @@ import grpc
 import pytest
 
 from airflow_provider_artiload.buildkit._proto import auth_pb2, filesync_pb2, fsutil_pb2, secrets_pb2
-from airflow_provider_artiload.buildkit.auth import AuthProvider
-from airflow_provider_artiload.buildkit.filesend import FileSend
-from airflow_provider_artiload.buildkit.filesync import FileSync
-from airflow_provider_artiload.buildkit.secrets import SecretsProvider
-from airflow_provider_artiload.buildkit.session import HEADER_METHOD, Session, check_health
+from airflow_provider_artiload.buildkit.session.auth import AuthProvider
+from airflow_provider_artiload.buildkit.session.filesend import FileSend
+from airflow_provider_artiload.buildkit.session.filesync import FileSync
+from airflow_provider_artiload.buildkit.session.secrets import SecretsProvider
+from airflow_provider_artiload.buildkit.session.session import HEADER_METHOD, Session, check_health
 
 Packet = fsutil_pb2.Packet
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_artiload.buildkit import walk as walk_mod
-from airflow_provider_artiload.buildkit.walk import (
+from airflow_provider_artiload.buildkit.context import walk as walk_mod
+from airflow_provider_artiload.buildkit.context.walk import (
     MODE_CHAR_DEVICE,
     MODE_DEVICE,
     MODE_DIR,

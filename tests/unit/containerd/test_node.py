@@ -15,15 +15,15 @@ import pytest
 
 from airflow_provider_artiload.containerd.client import Descriptor, Image as Record
 from airflow_provider_artiload.containerd.content import BlobInfo
-from airflow_provider_artiload.containerd.members import member_events
-from airflow_provider_artiload.containerd.node import NodeLoader
+from airflow_provider_artiload.transfer.node.members import member_events
+from airflow_provider_artiload.transfer.node.target import NodeLoader
 from airflow_provider_artiload.containerd.stream import ref_for
-from airflow_provider_artiload.engine.archive import ArchiveScanner
+from airflow_provider_artiload.oci.archive import ArchiveScanner
 from airflow_provider_artiload.exceptions import ConnectError, EndpointError
 from airflow_provider_artiload.hooks.containerd import ContainerdHook
-from airflow_provider_artiload.image import Image, Layer
-from airflow_provider_artiload.plan import LoadOptions, Send, Skip, Unreachable
-from airflow_provider_artiload.sources import SourceInfo
+from airflow_provider_artiload.oci.image import Image, Layer
+from airflow_provider_artiload.transfer.plan import LoadOptions, Send, Skip, Unreachable
+from airflow_provider_artiload.transfer.sources import SourceInfo
 from tests.unit.archives import chunked, docker_archive, layer_tar
 
 log = logging.getLogger("test_node")

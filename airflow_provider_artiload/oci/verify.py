@@ -20,10 +20,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 
-from airflow_provider_artiload.engine.archive import ArchiveIndex, ArchiveScanner, Expect
-from airflow_provider_artiload.engine.digests import Inflater
+from airflow_provider_artiload.oci.archive import ArchiveIndex, ArchiveScanner, Expect
+from airflow_provider_artiload.oci.digests import Inflater
 from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch
-from airflow_provider_artiload.image import Image
+from airflow_provider_artiload.oci.image import Image
 
 GZIP_MAGIC = b"\x1f\x8b"
 

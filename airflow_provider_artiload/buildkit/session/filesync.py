@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import grpc
 
 from airflow_provider_artiload.buildkit._proto import filesync_pb2_grpc, fsutil_pb2
-from airflow_provider_artiload.buildkit.session import RequestReader
-from airflow_provider_artiload.buildkit.walk import Entry, walk
+from airflow_provider_artiload.buildkit.session.session import RequestReader
+from airflow_provider_artiload.buildkit.context.walk import Entry, walk
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from airflow_provider_artiload.buildkit._proto import control_pb2
-from airflow_provider_artiload.buildkit.channel import (
+from airflow_provider_artiload.transport.grpc import (
     CHANNEL_OPTIONS,
     SocketDuplex,
     pipe,

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING
 
 from airflow_provider_artiload.containerd import content
 from airflow_provider_artiload.containerd.stream import BlobStream, ref_for
-from airflow_provider_artiload.engine.archive import ArchiveIndex, Member
-from airflow_provider_artiload.engine.layers import layer_position
-from airflow_provider_artiload.image import is_digest
-from airflow_provider_artiload.sources import SourceInfo
+from airflow_provider_artiload.oci.archive import ArchiveIndex, Member
+from airflow_provider_artiload.oci.layout import layer_position
+from airflow_provider_artiload.oci.image import is_digest
+from airflow_provider_artiload.transfer.sources import SourceInfo
 
 if TYPE_CHECKING:
     from airflow_provider_artiload.containerd.client import ContainerdClient

@@ -15,10 +15,10 @@ import logging
 from dataclasses import dataclass, field, replace
 
 from airflow_provider_artiload.engine.client import EngineClient
-from airflow_provider_artiload.engine.layers import layers_present
+from airflow_provider_artiload.oci.layout import layers_present
 from airflow_provider_artiload.exceptions import ArtiloadError, ImageNotFound
-from airflow_provider_artiload.image import Store, store_of
-from airflow_provider_artiload.sources import SourceInfo
+from airflow_provider_artiload.oci.image import Store, store_of
+from airflow_provider_artiload.transfer.sources import SourceInfo
 
 
 @dataclass(frozen=True)

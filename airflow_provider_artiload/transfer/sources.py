@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 from airflow_provider_artiload.artifacts import DockerArchive
 from airflow_provider_artiload.engine.client import EngineClient
-from airflow_provider_artiload.engine.layers import ArchiveLayout, read_layout
+from airflow_provider_artiload.oci.layout import ArchiveLayout, read_layout
 from airflow_provider_artiload.exceptions import ArchiveError
-from airflow_provider_artiload.image import Image, Store, store_of
+from airflow_provider_artiload.oci.image import Image, Store, store_of
 from airflow_provider_artiload.storage import Target, exists, is_local_file, read_chunks
-from airflow_provider_artiload.verify import GZIP_MAGIC
+from airflow_provider_artiload.oci.verify import GZIP_MAGIC
 
 
 @dataclass(frozen=True)

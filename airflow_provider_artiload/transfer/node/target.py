@@ -2,7 +2,7 @@
 
 It has the two faces ``transfer.load`` needs of a target: :meth:`plan`
 (before any byte moves: skip when a record already names the image) and
-:meth:`load`, one consumer of a :class:`~airflow_provider_artiload.fanout.Fanout`:
+:meth:`load`, one consumer of a :class:`~airflow_provider_artiload.transfer.fanout.Fanout`:
 it reads the archive's chunks once, writes only the blobs the node's content
 store lacks (resuming cut writes from containerd's offset), converts legacy
 docker-archives on the fly, unpacks into the snapshotter and names the image
@@ -18,15 +18,15 @@ from collections.abc import Iterable
 
 from airflow_provider_artiload.artifacts import LoadOutcome
 from airflow_provider_artiload.containerd.client import ContainerdClient
-from airflow_provider_artiload.containerd.finish import CRI_LABELS, complete, name_image
-from airflow_provider_artiload.containerd.members import member_events
-from airflow_provider_artiload.containerd.receive import BlobReceiver
-from airflow_provider_artiload.engine.archive import ArchiveIndex, ArchiveScanner
-from airflow_provider_artiload.engine.reference import normalize
+from airflow_provider_artiload.transfer.node.finish import CRI_LABELS, complete, name_image
+from airflow_provider_artiload.transfer.node.members import member_events
+from airflow_provider_artiload.transfer.node.receive import BlobReceiver
+from airflow_provider_artiload.oci.archive import ArchiveIndex, ArchiveScanner
+from airflow_provider_artiload.oci.reference import normalize
 from airflow_provider_artiload.exceptions import ArchiveError, ArtiloadError, ImageNotFound
-from airflow_provider_artiload.image import Image
-from airflow_provider_artiload.plan import LoadOptions, Send, Skip, Unreachable
-from airflow_provider_artiload.sources import SourceInfo
+from airflow_provider_artiload.oci.image import Image
+from airflow_provider_artiload.transfer.plan import LoadOptions, Send, Skip, Unreachable
+from airflow_provider_artiload.transfer.sources import SourceInfo
 
 STORE = "containerd"
 DEFAULT_PLATFORM = "linux/amd64"

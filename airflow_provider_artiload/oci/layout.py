@@ -12,10 +12,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from airflow_provider_artiload.engine.archive import ArchiveIndex, ArchiveScanner
+from airflow_provider_artiload.oci.archive import ArchiveIndex, ArchiveScanner
 from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.exceptions import ArchiveError, ImageNotFound
-from airflow_provider_artiload.image import Image, chain_ids
+from airflow_provider_artiload.oci.image import Image, chain_ids
 
 __all__ = ["ArchiveLayout", "chain_ids", "index_file", "layers_present", "present_chains", "read_layout", "layer_position"]
 

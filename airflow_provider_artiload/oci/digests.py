@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch
-from airflow_provider_artiload.image import sniff_compression
+from airflow_provider_artiload.oci.image import sniff_compression
 
 PIECE = 4 << 20
 SNIFF = 4

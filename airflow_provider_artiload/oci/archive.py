@@ -4,7 +4,7 @@
 keeps only tar headers and the small JSON members (``manifest.json``,
 ``index.json``, manifests, configs: recognised by their first byte, so
 archives of many small layer blobs are not mistaken for metadata). That is
-enough to describe the image (:mod:`airflow_provider_artiload.image`), to
+enough to describe the image (:mod:`airflow_provider_artiload.oci.image`), to
 refuse an empty, garbage, truncated or incomplete archive *before* the
 engine sees its last byte, and to check members against digests.
 
@@ -25,10 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_artiload.engine.tarheader import BLOCK, Header, parse_header, parse_pax
-from airflow_provider_artiload.engine.digests import Check, MemberHasher
+from airflow_provider_artiload.oci.tar import BLOCK, Header, parse_header, parse_pax
+from airflow_provider_artiload.oci.digests import Check, MemberHasher
 from airflow_provider_artiload.exceptions import ArchiveError
-from airflow_provider_artiload.image import Image, Metadata, image_from_archive
+from airflow_provider_artiload.oci.image import Image, Metadata, image_from_archive
 
 METADATA_LIMIT = 16 << 20  # all JSON members together
 JSON_MEMBER_LIMIT = 4 << 20  # one JSON member

@@ -1,6 +1,6 @@
 """NodeSource: an image streamed out of a containerd node's content store, as an OCI archive.
 
-The same two faces as :class:`~airflow_provider_artiload.sources.EngineSource`:
+The same two faces as :class:`~airflow_provider_artiload.transfer.sources.EngineSource`:
 :meth:`NodeSource.info` (what the archive will hold, before any layer byte
 moves) and :meth:`NodeSource.open` (the archive's bytes, one pass, from a
 context manager). The archive is an OCI image layout that also carries a
@@ -39,11 +39,11 @@ from dataclasses import dataclass, replace
 
 from airflow_provider_artiload.containerd.client import ContainerdClient, Descriptor
 from airflow_provider_artiload.containerd.errors import BlobNotFound
-from airflow_provider_artiload.engine.reference import normalize, parse
-from airflow_provider_artiload.engine.tarheader import BLOCK, USTAR_MAGIC
+from airflow_provider_artiload.oci.reference import normalize, parse
+from airflow_provider_artiload.oci.tar import BLOCK, USTAR_MAGIC
 from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch, ImageNotFound
-from airflow_provider_artiload.image import OCI_INDEX, Image, Metadata, blob_path, digest_of, image_from_archive
-from airflow_provider_artiload.sources import SourceInfo
+from airflow_provider_artiload.oci.image import OCI_INDEX, Image, Metadata, blob_path, digest_of, image_from_archive
+from airflow_provider_artiload.transfer.sources import SourceInfo
 
 DEFAULT_PLATFORM = "linux/amd64"  # as NodeLoader picks
 JSON_BLOB_LIMIT = 4 << 20  # an index, manifest or config; as the archive scanner's limit for one JSON member

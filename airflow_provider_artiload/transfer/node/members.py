@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Literal
 
-from airflow_provider_artiload.engine.archive import ArchiveScanner, Member
+from airflow_provider_artiload.oci.archive import ArchiveScanner, Member
 
 Event = tuple[Literal["start", "data", "end"], Member, "memoryview | None"]
 

@@ -1,6 +1,6 @@
 """Save images to tarballs, and load one source into one or many engines.
 
-Each target gets a typed plan (:mod:`airflow_provider_artiload.plan`): skip,
+Each target gets a typed plan (:mod:`airflow_provider_artiload.transfer.plan`): skip,
 a thin send, or a full send. Targets stream concurrently (``max_parallel`` at
 a time) from one read of the source; thin sends an engine refuses are redone
 in full in a second round. Tags are applied only once the engine holds the
@@ -16,21 +16,21 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from airflow_provider_artiload.artifacts import DockerArchive, LoadOutcome
-from airflow_provider_artiload.containerd.export import NodeSource
-from airflow_provider_artiload.containerd.node import NodeLoader
-from airflow_provider_artiload.engine.archive import ArchiveIndex, ArchiveScanner, Check, Expect, describe
+from airflow_provider_artiload.transfer.node.source import NodeSource
+from airflow_provider_artiload.transfer.node.target import NodeLoader
+from airflow_provider_artiload.oci.archive import ArchiveIndex, ArchiveScanner, Check, Expect, describe
 from airflow_provider_artiload.engine.client import EngineClient
-from airflow_provider_artiload.engine.layers import layer_position
-from airflow_provider_artiload.engine.reference import is_image_id, parse_reference
-from airflow_provider_artiload.engine.tarheader import build_member
+from airflow_provider_artiload.oci.layout import layer_position
+from airflow_provider_artiload.oci.reference import is_image_id, parse_reference
+from airflow_provider_artiload.oci.tar import build_member
 from airflow_provider_artiload.exceptions import ArchiveError, ArtiloadError, DigestMismatch, EngineError
-from airflow_provider_artiload.fanout import Fanout
-from airflow_provider_artiload.image import Image
-from airflow_provider_artiload.plan import LoadOptions, Send, Skip, Unreachable, has_image, plan_target
+from airflow_provider_artiload.transfer.fanout import Fanout
+from airflow_provider_artiload.oci.image import Image
+from airflow_provider_artiload.transfer.plan import LoadOptions, Send, Skip, Unreachable, has_image, plan_target
 from airflow_provider_artiload.progress import Progress
-from airflow_provider_artiload.sources import EngineSource, FileSource, SourceInfo
+from airflow_provider_artiload.transfer.sources import EngineSource, FileSource, SourceInfo
 from airflow_provider_artiload.storage import Target as Destination, atomic_file, child, exists, read_chunks
-from airflow_provider_artiload.verify import VerifiedArchive
+from airflow_provider_artiload.oci.verify import VerifiedArchive
 
 __all__ = ["LoadOptions", "load", "save_image", "save_source"]
 Source = FileSource | EngineSource | NodeSource

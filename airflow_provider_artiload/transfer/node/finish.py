@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 from airflow_provider_artiload.containerd import content, unpack
 from airflow_provider_artiload.containerd.client import Descriptor
-from airflow_provider_artiload.containerd.receive import Received
-from airflow_provider_artiload.engine.archive import ArchiveIndex
+from airflow_provider_artiload.transfer.node.receive import Received
+from airflow_provider_artiload.oci.archive import ArchiveIndex
 from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch
-from airflow_provider_artiload.image import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Image, blob_path, digest_of
+from airflow_provider_artiload.oci.image import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Image, blob_path, digest_of
 
 if TYPE_CHECKING:
     from airflow_provider_artiload.containerd.client import ContainerdClient
