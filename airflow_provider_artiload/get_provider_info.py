@@ -1,4 +1,5 @@
-"""Provider metadata for Airflow: hooks, operators, asset URIs and the two connection forms.
+"""Provider metadata for Airflow: hooks, operators, asset URIs and the three connection forms
+(docker_engine, buildkit, containerd).
 
 The UI's connection form saves every declared field into the extras, with the
 schema's ``default`` or null. So no field declares a default: an untouched
@@ -7,7 +8,9 @@ applies, stated in the description as "Default: ..."). Booleans are a
 three-way choice (default / on / off) rather than a switch, because a switch
 cannot show "unset" and would display "off" for settings that default to on.
 Every description starts with the endpoint schemes the field applies to.
-tests/unit/test_provider_info.py checks the stated defaults against the hooks.
+tests/unit/test_provider_info.py checks the stated defaults against the hooks. No text may look
+like rich markup (``[x]``, ``[/x]``): ``airflow providers get --full`` prints it through rich, which
+fails on ``[/variant]`` (tests/unit/test_provider_cli.py checks every string and runs that command).
 """
 
 from __future__ import annotations
@@ -121,7 +124,7 @@ BUILDKIT_FIELDS = {
 CONTAINERD_FIELDS = {
     "namespace": _text("Namespace", ANY, "containerd namespace to load into (kubelet and k3s use k8s.io).", default="k8s.io"),
     "snapshotter": _text("Snapshotter", ANY, "Where images are unpacked for pods.", default="overlayfs"),
-    "platform": _text("Platform", ANY, "os/arch[/variant] to load from a multi-platform image.",
+    "platform": _text("Platform", ANY, "os/arch or os/arch/variant (e.g. linux/arm64/v8) to load from a multi-platform image.",
                       default="the archive's only image, else linux/amd64"),
     **_ssh_fields(buildkit=False, kind="containerd"),
     "timeout": _seconds("API timeout", ANY, "For each containerd call.", default=60),
