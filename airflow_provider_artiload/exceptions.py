@@ -4,7 +4,7 @@ Every error names the endpoint (or path) and the cause, so a task log read on
 its own says what to fix. Foreign errors (OSError, paramiko, ssl, grpc) are
 translated where they cross into our code, with ``raise ... from exc``.
 
-ArtiloadError (an AirflowException, so tasks fail the Airflow way)
+ArtiloadError (a plain Exception: the core imports and runs without Airflow)
 ├── EndpointError          bad URL or connection extras; raised before any I/O
 ├── ConnectError           cannot reach the endpoint (missing socket, refused, denied)
 │   ├── SSHAuthError       the SSH server refused our credentials
@@ -22,11 +22,13 @@ ArtiloadError (an AirflowException, so tasks fail the Airflow way)
 
 from __future__ import annotations
 
-from airflow.sdk.exceptions import AirflowException
 
+class ArtiloadError(Exception):
+    """Base class of every error artiload raises.
 
-class ArtiloadError(AirflowException):
-    """Base class of every error artiload raises."""
+    Not an ``AirflowException``: the transports, clients, formats and transfer
+    run in a plain venv; Airflow fails a task on any exception alike.
+    """
 
 
 class EndpointError(ArtiloadError, ValueError):
