@@ -194,7 +194,7 @@ class SSHDialer:
             client.set_missing_host_key_policy(paramiko.WarningPolicy())
             return
         if cfg.host_key:
-            key = parse_host_key(cfg.host_key, where=self.url)
+            key = load_host_key(cfg.host_key, where=self.url)
             client.get_host_keys().add(_known_hosts_name(self.endpoint), key.get_name(), key)
         else:
             path = os.path.expanduser(cfg.known_hosts or "~/.ssh/known_hosts")
@@ -257,8 +257,8 @@ def load_private_key(text: str, passphrase: str | None) -> paramiko.PKey:
     raise SSHAuthError(f"the private_key cannot be read: {last} (wrong passphrase or not a private key?)")
 
 
-def parse_host_key(value: str, *, where: str) -> paramiko.PKey:
-    """The paramiko key for a host_key extra; its text was checked by ``endpoints.split_host_key``."""
+def load_host_key(value: str, *, where: str) -> paramiko.PKey:
+    """The paramiko key for a host_key extra: ``endpoints`` parses its text, paramiko makes the key."""
     key_type, blob = split_host_key(value)
     try:
         return paramiko.PKey.from_type_string(key_type, blob)

@@ -24,7 +24,7 @@ from airflow_provider_artiload.endpoints import (
 )
 from airflow_provider_artiload.exceptions import EndpointError
 from airflow_provider_artiload.get_provider_info import get_provider_info
-from airflow_provider_artiload.transport.ssh import parse_host_key as transport_host_key
+from airflow_provider_artiload.transport.ssh import load_host_key
 
 LOGGER = "airflow_provider_artiload.endpoints"
 
@@ -201,7 +201,7 @@ def test_extras_that_are_not_a_mapping_are_an_endpoint_error(extras):
 def test_host_key_forms_are_normalised_and_usable_by_the_transport(value, key_type, b64):
     ssh = parse_endpoint("ssh://u@h", kind="engine", extras={"host_key": value}).ssh
     assert ssh.host_key == f"{key_type} {b64}"
-    key = transport_host_key(ssh.host_key, where="ssh://u@h")
+    key = load_host_key(ssh.host_key, where="ssh://u@h")
     assert key.get_name() == key_type and key.get_base64() == b64
 
 

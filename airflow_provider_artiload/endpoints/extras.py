@@ -1,20 +1,10 @@
-"""One connection model for Docker Engines and BuildKit daemons; no I/O here.
+"""Connection extras, one parser per type: strict booleans, bounded seconds, lists, host keys, ciphers.
 
-An endpoint is a URL plus extras (the same names as the Airflow docker and ssh
-providers use), validated up front so a typo fails at parse time with the bad
-value quoted and a valid example shown:
-
-- ``unix:///var/run/docker.sock``
-- ``tcp://host:2376`` (TLS verified by default; ``tls: false`` opts out)
-- ``ssh://user@host:22`` (+ remote socket as the URL path or ``socket_path``)
-- ``docker://<engine endpoint>`` (BuildKit only): the BuildKit inside an engine
-
-Every error raised while parsing leaves :func:`parse_endpoint` through
-:func:`redact`, so no message (whatever path raised it) repeats a
-``user:secret@``. Extras are data: :data:`EXTRA_PARSERS` gives each known
-extra its parser, :data:`KNOWN_EXTRAS` says which kinds use it; ``None`` and
-``""`` mean unset (Airflow's form saves every field); an unknown extra is
-ignored with a warning naming the nearest known one.
+Extras are data: :data:`EXTRA_PARSERS` gives each known extra its parser,
+:data:`KNOWN_EXTRAS` says which kinds use it; ``None`` and ``""`` mean unset
+(Airflow's form saves every field); an unknown extra is ignored with a warning
+naming the nearest known one. A bad value is an EndpointError naming the extra
+and quoting the value (only the type of a secret).
 """
 
 from __future__ import annotations
@@ -25,30 +15,15 @@ import difflib
 import json
 import logging
 import math
-import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
-from urllib.parse import SplitResult, urlsplit
+from typing import Any
 
+from airflow_provider_artiload.endpoints.model import SSHConfig
 from airflow_provider_artiload.exceptions import EndpointError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("airflow_provider_artiload.endpoints")  # one logger for the package, as before the split
 
-Kind = Literal["engine", "buildkit", "containerd"]
-
-DEFAULT_SOCKETS: dict[str, str] = {
-    "engine": "/var/run/docker.sock",
-    "buildkit": "/run/buildkit/buildkitd.sock",
-    "containerd": "/run/containerd/containerd.sock",
-}
-EXAMPLES: dict[str, str] = {
-    "engine": "unix:///var/run/docker.sock, tcp://host:2376 or ssh://user@host:22",
-    "buildkit": "unix:///run/buildkit/buildkitd.sock, tcp://host:1234, "
-    "ssh://user@host:22 or docker://unix:///var/run/docker.sock",
-    "containerd": "unix:///run/containerd/containerd.sock or ssh://user@host:22/run/k3s/containerd/containerd.sock",
-}
 TLS_EXTRAS = ("tls", "tls_verify", "tls_ca_cert", "tls_client_cert", "tls_client_key", "tls_hostname")
 SSH_EXTRAS = (
     "ssh_conn_id",
@@ -78,96 +53,10 @@ KNOWN_EXTRAS: dict[str, frozenset[str]] = {
 # Never quoted in a message: only their type is shown.
 SECRET_EXTRAS = frozenset({"private_key", "private_key_passphrase", "tls_client_key", "password"})
 MAX_SECONDS = 86400.0  # a day: a larger timeout is a unit typo (ms for s), not a wish
-_TLS_MATERIAL = ("tls_ca_cert", "tls_client_cert", "tls_client_key", "tls_hostname")
-# "scheme://user:secret@", also mistyped ("ssh:/u:pw@", "tcp:u:pw@", "u:pw@"); the secret runs to the last "@".
-_USERINFO = re.compile(r"((?:[A-Za-z][A-Za-z0-9+.-]*:/+)*[^\s:/@'\"]*):(?!//)\S*@")
+# TLS extras that make no sense with ``tls: false`` (urls refuses the mix).
+TLS_MATERIAL = ("tls_ca_cert", "tls_client_cert", "tls_client_key", "tls_hostname")
 _KEY_TYPE = re.compile(r"(?:ssh|ecdsa|sk)-[A-Za-z0-9@.+-]+")
 _CIPHER = re.compile(r"[A-Za-z0-9@._+-]+")
-
-
-@dataclass(frozen=True)
-class TLSConfig:
-    """TLS settings; certificate fields hold a file path or inline PEM."""
-
-    verify: bool = True
-    ca_cert: str | None = None
-    client_cert: str | None = None
-    client_key: str | None = field(default=None, repr=False)
-    server_hostname: str | None = None
-
-
-@dataclass(frozen=True)
-class SSHConfig:
-    """SSH settings, named as in apache-airflow-providers-ssh; ``host_key`` is ``type base64``."""
-
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    private_key: str | None = field(default=None, repr=False)
-    private_key_passphrase: str | None = field(default=None, repr=False)
-    key_file: str | None = None
-    host_key: str | None = None
-    known_hosts: str | None = None
-    no_host_key_check: bool = False
-    allow_host_key_change: bool = False
-    look_for_keys: bool = True
-    conn_timeout: float = 10.0
-    ciphers: tuple[str, ...] | None = None
-    disabled_algorithms: Mapping[str, Any] | None = None
-    compress: bool = False
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where a daemon listens and how to reach it.
-
-    ``address`` is the socket path for ``unix`` and the *remote* socket path
-    for ``ssh``; ``engine`` is the engine endpoint behind ``docker://``.
-    """
-
-    scheme: Literal["unix", "tcp", "ssh", "docker"]
-    address: str = ""
-    host: str = ""
-    port: int | None = None
-    tls: TLSConfig | None = None
-    ssh: SSHConfig | None = None
-    engine: Endpoint | None = None
-
-    @property
-    def url(self) -> str:
-        """The endpoint as a URL without secrets, for logs and XCom."""
-        if self.scheme == "unix":
-            return f"unix://{self.address}"
-        if self.scheme == "tcp":
-            return f"tcp://{_host_port(self.host, self.port)}"
-        if self.scheme == "ssh":
-            user = f"{self.ssh.username}@" if self.ssh and self.ssh.username else ""
-            return f"ssh://{user}{_host_port(self.host, self.port)}{self.address}"
-        return f"docker://{self.engine.url if self.engine else ''}"
-
-    def __str__(self) -> str:
-        return self.url
-
-
-def redact(text: str) -> str:
-    """``text`` with every ``user:secret@`` turned into ``user:***@``: messages reach task logs.
-
-    Deliberately loose: it also catches mistyped schemes (``ssh:/u:pw@h``,
-    ``tcp:u:pw@h``) and bare ``u:pw@h``, at the price of sometimes hiding a
-    user name too. A secret is taken to end at whitespace, which is why URLs
-    are quoted by :func:`_quote` (whitespace escaped).
-    """
-    return _USERINFO.sub(r"\1:***@", text) if "@" in text else text
-
-
-def parse_endpoint(url: str, *, kind: Kind, extras: Mapping[str, Any] | None = None) -> Endpoint:
-    """Parse ``url`` and ``extras`` into an :class:`Endpoint`, or raise EndpointError (redacted)."""
-    try:
-        return _parse(url, kind, parse_extras(extras, kind=kind))
-    except EndpointError as exc:
-        error = EndpointError(redact(str(exc)))
-    except (ValueError, TypeError, UnicodeError) as exc:  # a parser we call let a foreign error through
-        error = EndpointError(redact(f"invalid {kind} endpoint {_quote(str(url))}: {exc}"))
-    raise error  # outside the except block: the unredacted original is not kept as __context__
 
 
 def parse_extras(extras: Mapping[str, Any] | None, *, kind: str) -> dict[str, Any]:
@@ -184,41 +73,6 @@ def parse_extras(extras: Mapping[str, Any] | None, *, kind: str) -> dict[str, An
             continue
         parsed[name] = EXTRA_PARSERS[name](value, name)
     return parsed
-
-
-def default_engine_url(environ: Mapping[str, str] | None = None) -> tuple[str, dict[str, Any]]:
-    """The engine the docker CLI would use: ``DOCKER_HOST`` and friends, else the local socket."""
-    env = os.environ if environ is None else environ
-    url = env.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKETS['engine']}"
-    extras: dict[str, Any] = {}
-    if url.startswith("tcp://"):
-        verify = bool(env.get("DOCKER_TLS_VERIFY"))
-        tls = verify or bool(env.get("DOCKER_TLS"))
-        extras["tls"] = tls
-        if tls:
-            cert_path = env.get("DOCKER_CERT_PATH") or os.path.expanduser("~/.docker")
-            extras.update(
-                tls_verify=verify,
-                tls_ca_cert=os.path.join(cert_path, "ca.pem"),
-                tls_client_cert=os.path.join(cert_path, "cert.pem"),
-                tls_client_key=os.path.join(cert_path, "key.pem"),
-            )
-    return url, extras
-
-
-def with_credentials(endpoint: Endpoint, *, username: str | None, password: str | None) -> Endpoint:
-    """Fill in the SSH user and password from a connection's login fields."""
-    if endpoint.scheme == "docker" and endpoint.engine:
-        return replace(endpoint, engine=with_credentials(endpoint.engine, username=username, password=password))
-    if endpoint.scheme != "ssh" or endpoint.ssh is None:
-        return endpoint
-    return replace(
-        endpoint,
-        ssh=replace(endpoint.ssh, username=endpoint.ssh.username or username or None, password=password or None),
-    )
-
-
-# --- extras, one parser per type -------------------------------------------------------------
 
 
 def parse_bool(value: Any, *, name: str, default: bool) -> bool:
@@ -360,7 +214,7 @@ def _names(value: Any, name: str) -> list[str]:
 
 
 _FLAGS = ("tls", "tls_verify", "no_host_key_check", "allow_host_key_change", "look_for_keys", "compress")
-_TEXTS = _TLS_MATERIAL + ("ssh_conn_id", "key_file", "private_key", "private_key_passphrase", "known_hosts")
+_TEXTS = TLS_MATERIAL + ("ssh_conn_id", "key_file", "private_key", "private_key_passphrase", "known_hosts")
 _HOOK_TEXTS = ("engine_conn_id", "network", "namespace", "snapshotter", "platform")
 EXTRA_PARSERS: dict[str, Callable[[Any, str], Any]] = {
     **dict.fromkeys(_FLAGS, _flag),
@@ -393,102 +247,6 @@ def parse_ssh_extras(extras: Mapping[str, Any], *, username: str | None = None) 
         disabled_algorithms=x.get("disabled_algorithms"),
         compress=x.get("compress", False),
     )
-
-
-# --- URLs ------------------------------------------------------------------------------------
-
-
-def _parse(url: str | None, kind: Kind, extras: dict[str, Any]) -> Endpoint:
-    url = "" if url is None else url
-    if not isinstance(url, str):
-        raise EndpointError(f"the {kind} endpoint must be a URL string, got a {type(url).__name__}")
-    url = url.strip()
-    if not url:
-        raise EndpointError(f"empty {kind} endpoint; expected e.g. {EXAMPLES[kind]}")
-    bad_at = next((i for i, c in enumerate(url) if c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F), None)
-    if bad_at is not None:
-        raise _bad(url, kind, f"a space or control character at position {bad_at}")
-    if url.startswith("docker://"):
-        if kind != "buildkit":
-            raise _bad(url, kind, "docker:// names the BuildKit inside an engine; an engine endpoint is unix://, tcp:// or ssh://")
-        inner = url[len("docker://") :]
-        return Endpoint(scheme="docker", engine=_parse(inner, "engine", extras) if inner else None)
-    scheme, sep, _ = url.partition("://")
-    if not sep:
-        raise _bad(url, kind, "missing scheme")
-    if scheme == "unix":
-        return _parse_unix(url, kind)
-    if scheme == "tcp":
-        return _parse_tcp(url, kind, extras)
-    if scheme == "ssh":
-        return _parse_ssh(url, kind, extras)
-    raise _bad(url, kind, f"unknown scheme {scheme!r}")
-
-
-def _parse_unix(url: str, kind: Kind) -> Endpoint:
-    path = url[len("unix://") :]
-    if not path.startswith("/"):
-        raise _bad(url, kind, "a unix socket path must be absolute")
-    return Endpoint(scheme="unix", address=path)
-
-
-def _parse_tcp(url: str, kind: Kind, extras: Mapping[str, Any]) -> Endpoint:
-    parts, host, port = _split(url, kind)
-    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
-        raise _bad(url, kind, "a tcp endpoint is only host and port")
-    tls = _parse_tls(extras)
-    default_port = 2376 if tls else 2375
-    return Endpoint(scheme="tcp", host=host, port=port or default_port, tls=tls)
-
-
-def _parse_ssh(url: str, kind: Kind, extras: Mapping[str, Any]) -> Endpoint:
-    parts, host, port = _split(url, kind)
-    if parts.password is not None:
-        raise _bad(url, kind, "put the SSH password in the connection's password field, not in the URL")
-    if parts.query or parts.fragment:
-        raise _bad(url, kind, "an ssh endpoint has no ?query or #fragment; the remote socket is the URL path")
-    return Endpoint(
-        scheme="ssh",
-        address=parts.path or extras.get("socket_path") or DEFAULT_SOCKETS[kind],
-        host=host,
-        port=port or 22,
-        ssh=parse_ssh_extras(extras, username=parts.username),
-    )
-
-
-def _parse_tls(extras: Mapping[str, Any]) -> TLSConfig | None:
-    """TLS is on unless ``tls`` is explicitly false; verification likewise."""
-    if not extras.get("tls", True):
-        given = [name for name in _TLS_MATERIAL if name in extras]
-        if given:
-            raise EndpointError(f"extra 'tls' is false but TLS extras are set: {', '.join(given)}")
-        return None
-    return TLSConfig(
-        verify=extras.get("tls_verify", True),
-        ca_cert=extras.get("tls_ca_cert"),
-        client_cert=extras.get("tls_client_cert"),
-        client_key=extras.get("tls_client_key"),
-        server_hostname=extras.get("tls_hostname"),
-    )
-
-
-def _split(url: str, kind: Kind) -> tuple[SplitResult, str, int | None]:
-    """urlsplit, with its ValueErrors (bad brackets, bad port) turned into our message."""
-    try:
-        parts = urlsplit(url)
-        host, port = parts.hostname, parts.port
-    except ValueError as exc:
-        port_error = "port" in str(exc).lower()
-        why = "the port must be a number from 1 to 65535" if port_error else f"malformed host ({exc})"
-        raise _bad(url, kind, why) from None
-    if not host:
-        raise _bad(url, kind, "missing host")
-    if port == 0:
-        raise _bad(url, kind, "the port must be a number from 1 to 65535")
-    return parts, host, port
-
-
-# --- helpers ---------------------------------------------------------------------------------
 
 
 def _unset(value: Any) -> bool:
@@ -541,17 +299,3 @@ def _ssh_string(blob: bytes) -> str | None:
     except UnicodeDecodeError:
         return None
     return text if _KEY_TYPE.fullmatch(text) else None
-
-
-def _host_port(host: str, port: int | None) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return f"{shown}:{port}" if port else shown
-
-
-def _quote(url: str) -> str:
-    """repr with whitespace escaped, so :func:`redact` sees a secret whole."""
-    return repr(url).replace(" ", "\\x20")
-
-
-def _bad(url: str, kind: Kind, why: str) -> EndpointError:
-    return EndpointError(f"invalid {kind} endpoint {_quote(url)}: {why}; expected e.g. {EXAMPLES[kind]}")
