@@ -157,8 +157,6 @@ def test_a_writer_that_loses_the_race_with_a_cleaner_takes_another_name(tmp_path
     """Between create and lock a cleaner may lock the new file (then remove it): the writer starts over."""
     import fcntl
 
-    from airflow_provider_artiload import storage
-
     real, calls = fcntl.flock, []
 
     def cleaner_first(fd, op):
@@ -170,7 +168,7 @@ def test_a_writer_that_loses_the_race_with_a_cleaner_takes_another_name(tmp_path
             os.unlink(os.readlink(f"/proc/self/fd/{fd}"))
         return real(fd, op)
 
-    monkeypatch.setattr(storage.fcntl, "flock", cleaner_first)
+    monkeypatch.setattr(fcntl, "flock", cleaner_first)
     target = tmp_path / "img.tar"
     with AtomicFile(str(target)) as out:
         out.write(b"whole")
