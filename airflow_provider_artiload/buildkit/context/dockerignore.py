@@ -13,21 +13,25 @@ undecodable byte is one character, as one invalid byte is one rune in Go.
 from __future__ import annotations
 
 import os
-import posixpath
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from airflow_provider_artiload.buildkit.context.globs import (
+    EXACT,
+    PREFIX,
+    REGEX,
+    SUFFIX,
+    Glob,
+    compile_pattern,
+    go_clean,
+)
 from airflow_provider_artiload.exceptions import BuildError
 
 __all__ = [
-    "Glob",
     "MatchInfo",
     "Pattern",
     "PatternError",
     "PatternMatcher",
-    "go_clean",
-    "go_match_name",
     "read_dockerignore",
 ]
 
@@ -35,14 +39,6 @@ __all__ = [
 _GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
 # Characters that make fsutil treat a pattern as more than a plain prefix (filter.go, unix).
 _PATTERN_CHARS = frozenset("*[]?^\\")
-
-_EXACT, _PREFIX, _SUFFIX, _REGEX = "exact", "prefix", "suffix", "regex"
-
-
-def go_clean(path: str) -> str:
-    """Lexical clean like Go's ``filepath.Clean`` on unix ("" -> ".", "//a" -> "/a")."""
-    cleaned = posixpath.normpath(path) if path else "."
-    return cleaned[1:] if cleaned.startswith("//") else cleaned
 
 
 def read_dockerignore(source: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> list[str]:
@@ -95,195 +91,6 @@ class PatternError(BuildError, ValueError):
     """A pattern Docker would reject (``filepath.ErrBadPattern``); names the pattern and its file."""
 
 
-# Character tests of the automaton. A class is (negated, ((low, high), ...)).
-_NOT_SLASH, _NOT_NEWLINE = "not-slash", "not-newline"  # Go regexp "[^/]" and "." (which excludes \n)
-_Test = str | tuple[bool, tuple[tuple[str, str], ...]]
-# Instructions: ("one", test) consumes a char; ("loop", test) consumes any number; ("skip", n) may jump n ahead.
-_Op = tuple[str, Any]
-_CACHE_LIMIT = 4096  # DFA transitions kept per pattern; beyond it the cache restarts (time stays linear)
-
-
-def _accepts(test: _Test, ch: str) -> bool:
-    if test == _NOT_SLASH:
-        return ch != "/"
-    if test == _NOT_NEWLINE:
-        return ch != "\n"
-    if isinstance(test, str):
-        return ch == test
-    negated, ranges = test
-    return any(low <= ch <= high for low, high in ranges) != negated
-
-
-class Glob:
-    """A compiled pattern run as an automaton: a set of positions, never backtracking.
-
-    Python's ``re`` backtracks, so ``*a*a*a*a*a*b`` against a long name takes
-    exponential time; a ``.dockerignore`` comes from the repository being
-    built, so that would let a commit freeze the worker. Here each character
-    advances a set of at most ``len(ops) + 1`` positions: O(pattern x path).
-    Transitions are memoised per (set, character), a lazily built DFA, so
-    ordinary patterns cost one dict lookup per character.
-    """
-
-    def __init__(self, ops: Sequence[_Op]) -> None:
-        self.ops: tuple[_Op, ...] = tuple(ops)
-        self._cache: dict[tuple[frozenset[int], str], frozenset[int]] = {}
-        self._start = self._closure({0})
-
-    def match(self, text: str) -> bool:
-        """True if the whole of ``text`` matches (Go ``regexp`` anchored with ``^...$``)."""
-        return self._final(text, parents=False)
-
-    def match_or_parent(self, text: str) -> bool:
-        """True if ``text`` or a prefix of it ending before a ``/`` matches, in one pass."""
-        return self._final(text, parents=True)
-
-    def work(self, text: str) -> int:
-        """Positions visited matching ``text`` without the memo: the cost bound the tests check."""
-        states, visited = self._start, len(self._start)
-        for ch in text:
-            states = self._advance(states, ch)
-            visited += len(states) + 1
-        return visited
-
-    def _final(self, text: str, *, parents: bool) -> bool:
-        end, states, cache = len(self.ops), self._start, self._cache
-        for ch in text:
-            if parents and ch == "/" and end in states:
-                return True
-            key = (states, ch)
-            nxt = cache.get(key)
-            if nxt is None:
-                if len(cache) >= _CACHE_LIMIT:
-                    cache.clear()
-                nxt = cache[key] = self._advance(states, ch)
-            if not nxt:
-                return False
-            states = nxt
-        return end in states
-
-    def _advance(self, states: frozenset[int], ch: str) -> frozenset[int]:
-        nxt: set[int] = set()
-        for pos in states:
-            if pos < len(self.ops):
-                op, arg = self.ops[pos]
-                if op != "skip" and _accepts(arg, ch):
-                    nxt.add(pos + 1 if op == "one" else pos)
-        return self._closure(nxt)
-
-    def _closure(self, states: set[int]) -> frozenset[int]:
-        """Add the positions reachable without consuming: past a loop, over a skippable group."""
-        todo, seen = list(states), set(states)
-        while todo:
-            pos = todo.pop()
-            if pos >= len(self.ops):
-                continue
-            op, arg = self.ops[pos]
-            targets = (pos + 1,) if op == "loop" else (pos + 1, pos + arg) if op == "skip" else ()
-            for target in targets:
-                if target not in seen:
-                    seen.add(target)
-                    todo.append(target)
-        return frozenset(seen)
-
-
-def _parse_class(pat: str, pos: int) -> tuple[_Test, int]:
-    """Parse a ``[...]`` class whose ``[`` is at ``pat[pos-1]``, as Go's ``matchChunk``.
-
-    Returns the class test and the index after ``]``; raises ValueError where
-    ``filepath.Match`` returns ErrBadPattern (and for a reversed range).
-    """
-    n = len(pat)
-    negated = pos < n and pat[pos] == "^"
-    pos += negated
-    ranges: list[tuple[str, str]] = []
-    while True:
-        if pos < n and pat[pos] == "]" and ranges:
-            return (negated, tuple(ranges)), pos + 1
-        low, pos = _class_char(pat, pos)
-        high = low
-        if pat[pos] == "-":
-            high, pos = _class_char(pat, pos + 1)
-        if high < low:
-            raise ValueError(f"bad character range {low}-{high}")
-        ranges.append((low, high))
-
-
-def _class_char(pat: str, pos: int) -> tuple[str, int]:
-    """Go's ``getEsc``: one (possibly escaped) class character; never the last one."""
-    if pos >= len(pat) or pat[pos] in "-]":
-        raise ValueError("bad character class")
-    if pat[pos] == "\\":
-        pos += 1
-        if pos >= len(pat):
-            raise ValueError("bad escape in character class")
-    if pos + 1 >= len(pat):
-        raise ValueError("unterminated character class")
-    return pat[pos], pos + 1
-
-
-# "**/" in the middle: any run (even of "/") that ends with "/", or nothing -- Go's "(.*/)?".
-_ANY_DIRS: tuple[_Op, ...] = (("skip", 3), ("loop", _NOT_NEWLINE), ("one", "/"))
-
-
-def _compile(pat: str, double_star: bool = True) -> tuple[str, Glob | None]:
-    """Classify and translate a cleaned pattern like ``Pattern.compile`` upstream.
-
-    ``*`` and ``?`` never match ``/``; ``**`` matches any number of directories
-    (``**/`` eats its slash); a trailing ``**`` after plain text is a prefix
-    match; a leading ``**`` followed by plain text is a suffix match.  With
-    ``double_star=False`` (Go ``filepath.Match``) ``**`` is just ``*``.
-    """
-    ops: list[_Op] = []
-    kind, pos, n, i = _EXACT, 0, len(pat), 0
-    while pos < n:
-        ch = pat[pos]
-        pos += 1
-        if ch == "*" and double_star and pos < n and pat[pos] == "*":
-            pos += 1
-            if pos < n and pat[pos] == "/":
-                pos += 1
-            if pos == n and kind == _EXACT:
-                kind = _PREFIX
-            else:
-                ops += [("loop", _NOT_NEWLINE)] if pos == n else _ANY_DIRS
-                kind = _REGEX
-            if i == 0:
-                kind = _SUFFIX
-        elif ch == "*":
-            while not double_star and pos < n and pat[pos] == "*":
-                pos += 1
-            ops.append(("loop", _NOT_SLASH))
-            kind = _REGEX
-        elif ch == "?":
-            ops.append(("one", _NOT_SLASH))
-            kind = _REGEX
-        elif ch == "\\":
-            if pos >= n:
-                raise ValueError("trailing backslash")
-            ops.append(("one", pat[pos]))
-            pos += 1
-            kind = _REGEX
-        elif ch == "[":
-            test, pos = _parse_class(pat, pos)
-            ops.append(("one", test))
-            kind = _REGEX
-        else:
-            ops.append(("one", ch))
-            kind = _REGEX if ch == "]" else kind
-        i += 1
-    return kind, (Glob(ops) if kind == _REGEX or not double_star else None)
-
-
-def go_match_name(pattern: str, name: str) -> bool:
-    """Go ``filepath.Match`` for one path element (used by FollowPaths wildcards)."""
-    try:
-        glob = _compile(pattern, double_star=False)[1]
-    except ValueError:
-        return False  # upstream ignores the error there: `ok, _ := filepath.Match(...)`
-    return glob is not None and glob.match(name)
-
-
 @dataclass(frozen=True)
 class Pattern:
     """One cleaned pattern; ``text`` excludes the leading ``!``."""
@@ -294,11 +101,11 @@ class Pattern:
     glob: Glob | None
 
     def match(self, path: str) -> bool:
-        if self.kind == _EXACT:
+        if self.kind == EXACT:
             return path == self.text
-        if self.kind == _PREFIX:
+        if self.kind == PREFIX:
             return path.startswith(self.text[:-2])
-        if self.kind == _SUFFIX:
+        if self.kind == SUFFIX:
             suffix = self.text[2:]
             # Upstream quirk kept: "**foo" is a plain suffix test, so it matches "xfoo".
             return path.endswith(suffix) or (suffix.startswith("/") and path == suffix[1:])
@@ -307,15 +114,15 @@ class Pattern:
 
     def match_or_parent(self, path: str) -> bool:
         """``match`` on ``path`` or any parent directory of it (``a``, ``a/b`` for ``a/b/c``), without re-scanning."""
-        if self.kind == _REGEX:
+        if self.kind == REGEX:
             assert self.glob is not None
             return self.glob.match_or_parent(path)
         if self.match(path):
             return True
-        if self.kind == _EXACT:
+        if self.kind == EXACT:
             size = len(self.text)
             return len(path) > size and path[size] == "/" and path.startswith(self.text)
-        if self.kind == _SUFFIX:
+        if self.kind == SUFFIX:
             return any(self._suffix_matches_prefix(path, i) for i, c in enumerate(path) if c == "/")
         return False  # a prefix match on a parent is a prefix match on the path
 
@@ -362,7 +169,7 @@ class PatternMatcher:
                     raise PatternError(f"illegal exclusion pattern {raw!r} in {source}: '!' needs a pattern after it")
                 text = text[1:]
             try:
-                kind, glob = _compile(text)
+                kind, glob = compile_pattern(text)
             except ValueError as exc:
                 raise PatternError(f"bad pattern {raw!r} in {source}: {exc}") from None
             parsed.append(Pattern(text, exclusion, kind, glob))

@@ -20,7 +20,8 @@ import stat as st
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from airflow_provider_artiload.buildkit.context.dockerignore import MatchInfo, PatternMatcher, go_clean, go_match_name
+from airflow_provider_artiload.buildkit.context.dockerignore import MatchInfo, PatternMatcher
+from airflow_provider_artiload.buildkit.context.globs import go_clean, go_match_name
 
 __all__ = ["Entry", "follow_links", "go_file_mode", "walk"]
 

@@ -10,14 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_artiload.buildkit.context.dockerignore import (
-    PatternError,
-    PatternMatcher,
-    _compile,
-    go_clean,
-    go_match_name,
-    read_dockerignore,
-)
+from airflow_provider_artiload.buildkit.context.dockerignore import PatternError, PatternMatcher, read_dockerignore
+from airflow_provider_artiload.buildkit.context.globs import compile_pattern, go_clean, go_match_name
 from airflow_provider_artiload.exceptions import BuildError
 
 
@@ -314,7 +308,7 @@ PATHOLOGICAL = [
 
 @pytest.mark.parametrize(("pattern", "path"), PATHOLOGICAL)
 def test_pathological_patterns_cost_at_most_pattern_times_path(pattern: str, path: str) -> None:
-    glob, path = _compile(pattern)[1], path[:2_000]  # the bound is per character; the memo-free run is slow
+    glob, path = compile_pattern(pattern)[1], path[:2_000]  # the bound is per character; the memo-free run is slow
     assert glob is not None
     assert glob.work(path) <= (len(glob.ops) + 2) * (len(path) + 1)  # the automaton's bound: no backtracking
 
@@ -331,7 +325,7 @@ def test_pathological_patterns_finish_quickly(pattern: str, path: str) -> None:
 def test_deep_paths_check_parents_in_one_pass() -> None:
     """MatchesOrParentMatches tests every parent: done by one scan, not one match per parent."""
     path = "/".join(["d"] * 20_000) + "/f"
-    glob = _compile("*/x?")[1]
+    glob = compile_pattern("*/x?")[1]
     assert glob is not None and not glob.match_or_parent(path)
     start = time.perf_counter()
     for pattern in ("d/d/q*", "**d/q", "d/d/d/q", "*/q"):
@@ -371,7 +365,7 @@ def test_the_automaton_agrees_with_a_regex_translation_on_random_patterns() -> N
     for _ in range(3_000):
         pattern = "".join(rng.choice(atoms) for _ in range(rng.randint(1, 6)))
         path = "".join(rng.choice("ab/.*\n") for _ in range(rng.randint(0, 8)))
-        kind, glob = _compile(pattern)
+        kind, glob = compile_pattern(pattern)
         oracle = _reference_regex(pattern)
         if kind == "regex":
             assert oracle is not None and glob is not None
