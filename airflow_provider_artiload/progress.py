@@ -12,18 +12,36 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 INTERVAL_SECONDS = 5.0
 STEP_PERCENT = 25
 STEP_MIN_BYTES = 1 << 20  # smaller transfers get only the closing line
 
 
-def human(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(size) < 1024 or unit == "GiB":
-            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
-        size /= 1024
-    return f"{size:.1f} GiB"
+@dataclass(frozen=True)
+class SizeStyle:
+    """How :func:`human` writes a size: the unit base and names, the decimals, and the gap before the unit."""
+
+    base: int
+    units: tuple[str, ...]
+    decimals: int
+    gap: str
+
+
+IEC = SizeStyle(1024, ("B", "KiB", "MiB", "GiB"), 1, " ")  # artiload's own lines: "1.5 MiB"
+PLAIN = SizeStyle(1000, ("B", "kB", "MB", "GB"), 2, "")  # BuildKit's --progress=plain: "2.05kB"
+
+
+def human(size: float, style: SizeStyle = IEC) -> str:
+    """``size`` bytes in the largest unit it reaches (the last unit at most); whole bytes without decimals."""
+    for unit in style.units:
+        if abs(size) < style.base or unit == style.units[-1]:
+            break
+        size /= style.base
+    if unit == style.units[0]:
+        return f"{int(size)}{style.gap}{unit}"
+    return f"{size:.{style.decimals}f}{style.gap}{unit}"
 
 
 class Progress:

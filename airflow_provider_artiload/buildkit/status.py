@@ -21,6 +21,8 @@ import collections
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_artiload.progress import PLAIN, human
+
 LAST_LINES = 20
 
 
@@ -128,16 +130,8 @@ class StatusPrinter:
 
 def _amount(current: int, total: int) -> str:
     if total:
-        return f"{_size(current)} / {_size(total)}"
-    return _size(current) if current else ""
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n}{unit}" if unit == "B" else f"{n:.2f}{unit}"
-        n /= 1000  # type: ignore[assignment]
-    return f"{n}B"
+        return f"{human(current, PLAIN)} / {human(total, PLAIN)}"
+    return human(current, PLAIN) if current else ""
 
 
 def describe_failure(state: VertexState | None, daemon_message: str) -> str:

@@ -1,7 +1,7 @@
 import logging
 
 from airflow_provider_artiload.logs import quiet_libraries
-from airflow_provider_artiload.progress import Progress, human
+from airflow_provider_artiload.progress import PLAIN, Progress, human
 
 
 def test_progress_is_throttled_and_ends_with_a_summary(caplog):
@@ -23,6 +23,13 @@ def test_human_sizes():
     assert human(512) == "512 B"
     assert human(1536) == "1.5 KiB"
     assert human(3 << 30) == "3.0 GiB"
+
+
+def test_buildkit_plain_sizes_are_decimal_with_two_places_and_no_gap():
+    """What ``docker build --progress=plain`` prints, so build logs read like the CLI's."""
+    assert human(143, PLAIN) == "143B"
+    assert human(2048, PLAIN) == "2.05kB"
+    assert human(3 * 10**12, PLAIN) == "3000.00GB"
 
 
 def test_a_fast_transfer_still_logs_every_quarter_before_done(caplog):
