@@ -6,6 +6,9 @@ import hashlib
 import io
 import json
 import tarfile
+from typing import Any
+
+from airflow_provider_artiload.oci.archive import ArchiveIndex, ArchiveScanner
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -58,6 +61,14 @@ def chunked(data: bytes, sizes: list[int]) -> list[bytes]:
         start += size
         i += 1
     return out
+
+
+def scan(data: bytes, sizes: tuple[int, ...] | list[int] = (1, 511, 513, 4096, 7), **kwargs: Any) -> ArchiveIndex:
+    """Feed ``data`` to an ArchiveScanner in uneven chunks (across header and block edges); its index."""
+    scanner = ArchiveScanner(**kwargs)
+    for piece in chunked(data, list(sizes)):
+        scanner.feed(piece)
+    return scanner.finish()
 
 
 def oci_archive(

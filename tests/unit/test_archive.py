@@ -10,14 +10,7 @@ import pytest
 
 from airflow_provider_artiload.oci.archive import ArchiveScanner, Check
 from airflow_provider_artiload.exceptions import ArchiveError
-from tests.unit.archives import chunked, docker_archive, layer_tar
-
-
-def scan(data: bytes, sizes=(1,  511, 513, 4096, 7), **kwargs):
-    scanner = ArchiveScanner(**kwargs)
-    for piece in chunked(data, list(sizes)):
-        scanner.feed(piece)
-    return scanner.finish()
+from tests.unit.archives import docker_archive, layer_tar, scan
 
 
 def test_reads_manifest_configs_and_layer_digests_whatever_the_chunking():

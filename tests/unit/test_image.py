@@ -7,17 +7,10 @@ import json
 
 import pytest
 
-from airflow_provider_artiload.oci.archive import ArchiveScanner, Check
+from airflow_provider_artiload.oci.archive import Check
 from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch
 from airflow_provider_artiload.oci.image import Image, Layer, chain_ids, digest_of, load_json, store_of
-from tests.unit.archives import chunked, docker_archive, layer_tar, oci_archive
-
-
-def scan(data: bytes, sizes=(1, 511, 513, 4096, 7), **kwargs):
-    scanner = ArchiveScanner(**kwargs)
-    for piece in chunked(data, list(sizes)):
-        scanner.feed(piece)
-    return scanner.finish()
+from tests.unit.archives import docker_archive, layer_tar, oci_archive, scan
 
 
 def test_legacy_archive_identity_in_each_store():
