@@ -1,4 +1,4 @@
-"""One tar header block and PAX records, parsed as Go's ``archive/tar`` parses them; no I/O.
+"""Tar headers: read as Go's ``archive/tar`` reads them, and written by the one writer artiload has; no I/O.
 
 Go decides a header's format from its magic: ``ustar\\0`` is USTAR (or PAX),
 ``ustar `` + `` \\0`` is GNU, anything else V7; only USTAR/PAX put the
@@ -6,6 +6,15 @@ Go decides a header's format from its magic: ``ustar\\0`` is USTAR (or PAX),
 octal with spaces and NULs trimmed at both ends, or base-256 when the first
 byte's top bit is set (all other bits count). Where Python would be more
 lenient (``int()`` takes ``0o``, ``_``, ``+`` and whitespace), we refuse.
+
+Writing, every header is one block in the plainest form that carries its
+entry: USTAR with octal numbers; a size of 8 GiB or more does not fit 11
+octal digits, so that header is GNU (``ustar  \\0``) with the size in
+base-256, the only form in which Go's writer puts base-256 numbers, and one
+Go's reader (so docker load and containerd's importer), GNU tar, libarchive
+and Python's tarfile all read. (Go's writer itself would add a PAX record;
+one block per header keeps every member placeable at its header.) Names stay
+within the 100-byte name field: a blob's member name is 77 bytes.
 """
 
 from __future__ import annotations
@@ -51,10 +60,9 @@ def parse_header(block: bytes, *, offset: int) -> Header:
     else:
         form = "v7"
     name = _string(block[0:100])
-    if form == "ustar":
-        prefix = _string(block[345:500])
-        if prefix:
-            name = f"{prefix}/{name}"
+    prefix = _prefix(block, form)
+    if prefix:
+        name = f"{prefix}/{name}"
     kind = block[156:157]
     if kind == b"S" or kind in (b"M", b"N", b"V", b"D"):
         raise ArchiveError(f"tar entry {name!r} at byte {offset} is a GNU sparse/multivolume entry, not supported")
@@ -74,6 +82,33 @@ def number(field: bytes, *, what: str, offset: int) -> int:
     if not OCTAL.fullmatch(text):
         raise ArchiveError(f"corrupt tar header at byte {offset}: bad {what} {field!r}")
     return int(text, 8)
+
+
+def _prefix(block: bytes, form: str) -> str:
+    """The name prefix Go puts before the name: USTAR's; for GNU, none, unless Go takes the block for a pre-1.8 Go one.
+
+    Go's reader parses a GNU header's access and change times (bytes 345-368);
+    when either does not parse, it reads the field as a USTAR prefix instead,
+    if that is ASCII (golang.org/issue/12594). A crafted header could
+    otherwise name one entry for us and another for the engine.
+    """
+    if form == "ustar":
+        return _string(block[345:500])
+    if form == "gnu" and not all(_go_numeric_ok(field) for field in (block[345:357], block[357:369]) if field[0]):
+        prefix = _string(block[345:500])
+        return prefix if prefix.isascii() else ""
+    return ""
+
+
+def _go_numeric_ok(field: bytes) -> bool:
+    """Would Go's parseNumeric read ``field`` without error (base-256 within int64, or octal within uint64)?"""
+    if field[0] & 0x80:
+        value = int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
+        if field[0] & 0x40:  # negative: Go inverts the bits first
+            value = int.from_bytes(bytes([~field[0] & 0x7F]) + bytes(~b & 0xFF for b in field[1:]), "big")
+        return value < 1 << 63
+    text = field.strip(b" \x00").split(b"\0", 1)[0]
+    return not text or (OCTAL.fullmatch(text) is not None and int(text, 8) < 1 << 64)
 
 
 def _checksum_ok(block: bytes) -> bool:
@@ -123,19 +158,54 @@ def parse_pax(data: bytes, *, offset: int) -> dict[str, str]:
     return records
 
 
-def build_member(name: str, data: bytes, *, mode: int = 0o644) -> bytes:
-    """A USTAR header plus padded data, for a small member artiload adds to a stream (``manifest.json``)."""
-    if len(name.encode()) > 100:
+# ---------------------------------------------------------------- writing
+
+OCTAL_SIZE_LIMIT = 8**11  # 8 GiB: the first size 11 octal digits cannot hold
+SIZE_LIMIT = (1 << 63) - 1  # Go's Header.Size is an int64
+REGULAR, DIRECTORY = b"0", b"5"
+END = bytes(2 * BLOCK)  # the end-of-archive marker
+
+
+def member_header(name: str, size: int, *, kind: bytes = REGULAR, mode: int = 0o644) -> bytes:
+    """One header block for an entry of any size: USTAR below 8 GiB, GNU base-256 at and beyond."""
+    raw = name.encode()
+    if len(raw) > 100:
         raise ArchiveError(f"member name {name!r} is too long for a plain tar header")
+    if size < 0:
+        raise ArchiveError(f"member {name!r}: negative size {size}")
+    if size > SIZE_LIMIT:
+        raise ArchiveError(f"member {name!r}: size {size} is larger than a tar reader takes (Go's is an int64)")
     block = bytearray(BLOCK)
-    block[0 : len(name.encode())] = name.encode()
+    block[0 : len(raw)] = raw
     block[100:108] = b"%07o\0" % mode
-    block[108:116] = b"0000000\0"
-    block[116:124] = b"0000000\0"
-    block[124:136] = b"%011o\0" % len(data)
-    block[136:148] = b"00000000000\0"
-    block[156:157] = b"0"
-    block[257:265] = USTAR_MAGIC + b"00"
+    block[108:116] = b"0000000\0"  # uid
+    block[116:124] = b"0000000\0"  # gid
+    block[124:136] = _size_field(size)
+    block[136:148] = b"00000000000\0"  # mtime
+    block[156:157] = kind
+    block[257:265] = USTAR_MAGIC + b"00" if size < OCTAL_SIZE_LIMIT else GNU_MAGIC + GNU_VERSION
     block[148:156] = b" " * 8
     block[148:156] = b"%06o\0 " % sum(block)
-    return bytes(block) + data + bytes(-len(data) % BLOCK)
+    return bytes(block)
+
+
+def _size_field(size: int) -> bytes:
+    """Octal when 11 digits hold it; else base-256: the top bit set, the rest big-endian (Go's formatNumeric)."""
+    if size < OCTAL_SIZE_LIMIT:
+        return b"%011o\0" % size
+    return bytes([0x80]) + size.to_bytes(11, "big")
+
+
+def directory_header(name: str) -> bytes:
+    """A directory entry (``name`` ends with ``/``), as exporters write ``blobs/`` before the blobs."""
+    return member_header(name, 0, kind=DIRECTORY, mode=0o755)
+
+
+def padding(size: int) -> bytes:
+    """The zeros that fill an entry's data of ``size`` bytes to a whole block."""
+    return bytes(-size % BLOCK)
+
+
+def build_member(name: str, data: bytes, *, mode: int = 0o644) -> bytes:
+    """A whole small member, header plus padded data, for one artiload adds to a stream (``manifest.json``)."""
+    return member_header(name, len(data), mode=mode) + data + padding(len(data))

@@ -3,17 +3,35 @@
 Each case is a header Go reads one way and a lenient reader (Python's
 tarfile, the scanner before) another: a crafted archive could then show us
 image X while the engine loads Y. Headers are built byte by byte here.
+
+The last part asks Go itself (``go/tarlist.go``, built once per run when
+``go`` is installed): what the one tar writer writes, Go reads as meant, in
+the format meant; and on the crafted names, Go and the scanner agree.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import os
+import shutil
+import subprocess
 import tarfile
+from pathlib import Path
 
 import pytest
 
 from airflow_provider_artiload.oci.archive import ArchiveScanner
-from airflow_provider_artiload.oci.tar import number, parse_pax
+from airflow_provider_artiload.oci.tar import (
+    OCTAL_SIZE_LIMIT,
+    build_member,
+    directory_header,
+    member_header,
+    number,
+    padding,
+    parse_header,
+    parse_pax,
+)
 from airflow_provider_artiload.exceptions import ArchiveError
 from tests.unit.archives import chunked
 
@@ -67,8 +85,10 @@ def scan(data: bytes, sizes=(1, 700, 512, 4096)):
 def test_the_prefix_field_counts_for_ustar_only_not_for_gnu():
     ustar = scan(member("name", b"x", prefix=b"dir") + END)
     assert list(ustar.members) == ["dir/name"]
-    gnu = scan(member("name", b"x", magic=b"ustar  \0", prefix=b"\x31\x32atime") + END)  # GNU keeps times there
+    gnu = scan(member("name", b"x", magic=b"ustar  \0", prefix=b"00000000017\0" + b"0000000001\0\0") + END)  # GNU times
     assert list(gnu.members) == ["name"]
+    legacy = scan(member("name", b"x", magic=b"ustar  \0", prefix=b"12atime") + END)  # times Go cannot read: a pre-1.8 Go prefix
+    assert list(legacy.members) == ["12atime/name"]
     v7 = scan(member("name", b"x", magic=bytes(8), prefix=b"dir") + END)
     assert list(v7.members) == ["name"]
 
@@ -220,3 +240,106 @@ def test_ordinary_archives_read_the_same_as_pythons_tarfile():
     ours = scan(buffer.getvalue())
     theirs = tarfile.open(fileobj=io.BytesIO(buffer.getvalue()))
     assert {m.name: m.size for m in theirs.getmembers()} == {n: m.size for n, m in ours.members.items()}
+
+
+# ---------------------------------------------------------------- against Go's reader
+
+GO_LISTER = Path(__file__).parent / "go" / "tarlist.go"
+GO_MAX_SIZE = (1 << 63) - 1  # Go's Header.Size is an int64
+
+
+@pytest.fixture(scope="module")
+def go_tar(tmp_path_factory):
+    """Go's archive/tar as a function: archive bytes in, one dict per entry out, then how the stream ended."""
+    go = shutil.which("go")
+    if go is None:
+        pytest.skip("Go is not installed (apt-get install golang-go): cannot ask Go's archive/tar")
+    work = tmp_path_factory.mktemp("go")
+    binary = work / "tarlist"
+    env = {**os.environ, "GOCACHE": str(work / "cache"), "GOPATH": str(work / "path"), "CGO_ENABLED": "0"}
+    built = subprocess.run([go, "build", "-o", str(binary), str(GO_LISTER)], cwd=work, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+
+    def read(data: bytes) -> list[dict]:
+        done = subprocess.run([str(binary)], input=data, capture_output=True, timeout=60, check=True)
+        return [json.loads(line) for line in done.stdout.splitlines()]
+
+    return read
+
+
+def written_archive() -> bytes:
+    """What NodeSource writes, in miniature: directories, small members, a blob header plus data, the end."""
+    blob = b"layer bytes " * 100
+    return (
+        directory_header("blobs/")
+        + directory_header("blobs/sha256/")
+        + build_member("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+        + build_member("manifest.json", b"[]")
+        + member_header("blobs/sha256/" + "a" * 64, len(blob))
+        + blob
+        + padding(len(blob))
+        + END
+    )
+
+
+def test_go_reads_what_the_writer_writes_as_ustar(go_tar):
+    entries = go_tar(written_archive())
+    assert entries[-1] == {"end": "EOF"}
+    listed = [(e["name"], e["type"], e["size"], e["mode"], e["format"]) for e in entries[:-1]]
+    assert listed == [
+        ("blobs/", "5", 0, 0o755, "USTAR"),
+        ("blobs/sha256/", "5", 0, 0o755, "USTAR"),
+        ("oci-layout", "0", 30, 0o644, "USTAR"),
+        ("manifest.json", "0", 2, 0o644, "USTAR"),
+        ("blobs/sha256/" + "a" * 64, "0", 1200, 0o644, "USTAR"),
+    ]
+    ours = scan(written_archive())
+    assert {n: m.size for n, m in ours.members.items()} == {e[0]: e[2] for e in listed if e[1] == "0"}
+
+
+@pytest.mark.parametrize(
+    ("size", "form"),
+    [(0, "USTAR"), (OCTAL_SIZE_LIMIT - 1, "USTAR"), (OCTAL_SIZE_LIMIT, "GNU"), (20 << 30, "GNU"), (GO_MAX_SIZE, "GNU")],
+)
+def test_go_reads_a_header_of_any_size_in_the_plainest_form_that_holds_it(go_tar, size, form):
+    """Only the header: Go parses it (size and format), then finds the claimed data missing."""
+    block = member_header("blobs/sha256/" + "b" * 64, size)
+    first, *rest = go_tar(block)
+    assert (first["size"], first["format"], first["type"]) == (size, form, "0")
+    assert rest == ([{"end": "EOF"}] if size == 0 else [{"error": "unexpected EOF", "read": 0}])
+    assert parse_header(block, offset=0).size == size
+    assert tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape").size == size
+
+
+def test_the_writer_refuses_what_a_plain_header_cannot_carry():
+    with pytest.raises(ArchiveError, match="too long"):
+        member_header("n" * 101, 0)
+    with pytest.raises(ArchiveError, match="negative size"):
+        member_header("f", -1)
+    with pytest.raises(ArchiveError, match="larger than a tar reader"):
+        member_header("f", GO_MAX_SIZE + 1)
+    assert build_member("m", b"12") == member_header("m", 2) + b"12" + bytes(510)
+
+
+@pytest.mark.parametrize(
+    "archive",
+    [
+        member("name", b"x", prefix=b"dir") + END,
+        member("name", b"x", magic=b"ustar  \0", prefix=b"00000000017\0" + b"\x80" + bytes(10) + b"\x01") + END,
+        member("name", b"x", magic=b"ustar  \0", prefix=b"\x31\x32atime") + END,
+        member("name", b"x", magic=b"ustar  \0", prefix=b"\xff" * 12) + END,
+        member("name", b"x", magic=b"ustar  \0", prefix=b"\x80" + b"\xff" * 11) + END,
+        member("name", b"x", magic=b"ustar  \0", prefix=b"7" * 11 + b"\0" + b"dir") + END,
+        member("name", b"x", magic=bytes(8), prefix=b"dir") + END,
+        pax(rec("path", "d" * 150 + "/long.txt")) + member("short", b"x") + END,
+        member("././@LongLink", b"g" * 120 + b"\0", kind=b"L") + member("short", b"x") + END,
+        pax(rec("size", "1000")) + header("big", size=0) + b"y" * 1000 + bytes(24) + END,
+    ],
+    ids=["ustar-prefix", "gnu-times", "gnu-bad-times", "gnu-negative-times", "gnu-huge-time", "gnu-ctime-name", "v7",
+         "pax-path", "gnu-long-name", "pax-size"],
+)
+def test_go_and_the_scanner_agree_on_names_and_sizes(go_tar, archive):
+    entries = go_tar(archive)
+    assert entries[-1] == {"end": "EOF"}
+    assert {e["name"]: e["size"] for e in entries[:-1]} == {n: m.size for n, m in scan(archive).members.items()}

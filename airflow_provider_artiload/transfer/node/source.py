@@ -40,14 +40,13 @@ from dataclasses import dataclass, replace
 from airflow_provider_artiload.containerd.client import ContainerdClient, Descriptor
 from airflow_provider_artiload.containerd.errors import BlobNotFound
 from airflow_provider_artiload.oci.reference import normalize, parse
-from airflow_provider_artiload.oci.tar import BLOCK, USTAR_MAGIC
+from airflow_provider_artiload.oci.tar import END, build_member, directory_header, member_header, padding
 from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch, ImageNotFound
 from airflow_provider_artiload.oci.image import OCI_INDEX, Image, Metadata, blob_path, digest_of, image_from_archive
 from airflow_provider_artiload.transfer.sources import SourceInfo
 
 DEFAULT_PLATFORM = "linux/amd64"  # as NodeLoader picks
 JSON_BLOB_LIMIT = 4 << 20  # an index, manifest or config; as the archive scanner's limit for one JSON member
-OCTAL_SIZE_LIMIT = 8**11  # 8 GiB: 11 octal digits; at and beyond it, base-256 (as GNU tar and Go write)
 LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 
 
@@ -151,16 +150,16 @@ class NodeSource:
         yield directory_header("blobs/") + directory_header("blobs/sha256/")
         for member, data in plan.head:
             if member not in omit:
-                yield member_header(member, len(data)) + data + bytes(-len(data) % BLOCK)
+                yield build_member(member, data)
         for position, layer in enumerate(_distinct(plan.image)):
             member = blob_path(layer.digest)
             if member in omit:
                 continue
             yield member_header(member, layer.size or 0)
             yield from self._blob(layer.digest, layer.size or 0, f"layer {position} of {plan.name}")
-            if (layer.size or 0) % BLOCK:
-                yield bytes(-(layer.size or 0) % BLOCK)
-        yield bytes(2 * BLOCK)
+            if pad := padding(layer.size or 0):
+                yield pad
+        yield END
 
     def _blob(self, digest: str, size: int, what: str) -> Iterator[bytes]:
         """The blob's bytes, checked: the last piece is yielded only once digest and size match."""
@@ -270,32 +269,4 @@ def _omitted(image: Image, omit: frozenset[str]) -> frozenset[str]:
     return frozenset(names)
 
 
-# ---------------------------------------------------------------- tar headers
-
-
-def member_header(name: str, size: int, *, kind: bytes = b"0", mode: int = 0o644) -> bytes:
-    """A USTAR header for a member of any size: octal below 8 GiB, base-256 beyond (GNU, Go, libarchive read it)."""
-    raw = name.encode()
-    if len(raw) > 100:
-        raise ArchiveError(f"member name {name!r} is too long for a plain tar header")
-    if size < 0:
-        raise ArchiveError(f"member {name!r}: negative size {size}")
-    block = bytearray(BLOCK)
-    block[0 : len(raw)] = raw
-    block[100:108] = b"%07o\0" % mode
-    block[108:116] = b"0000000\0"
-    block[116:124] = b"0000000\0"
-    block[124:136] = b"%011o\0" % size if size < OCTAL_SIZE_LIMIT else bytes([0x80]) + size.to_bytes(11, "big")
-    block[136:148] = b"00000000000\0"
-    block[156:157] = kind
-    block[257:265] = USTAR_MAGIC + b"00"
-    block[148:156] = b" " * 8
-    block[148:156] = b"%06o\0 " % sum(block)
-    return bytes(block)
-
-
-def directory_header(name: str) -> bytes:
-    return member_header(name, 0, kind=b"5", mode=0o755)
-
-
-__all__ = ["ExportPlan", "NodeSource", "directory_header", "member_header"]
+__all__ = ["ExportPlan", "NodeSource"]

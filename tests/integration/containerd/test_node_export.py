@@ -23,9 +23,9 @@ import pytest
 import harness_containerd as h
 from airflow_provider_artiload.containerd import ContainerdClient
 from airflow_provider_artiload.transfer.node.target import NodeLoader
-from airflow_provider_artiload.transfer.node.source import OCTAL_SIZE_LIMIT, NodeSource, member_header
+from airflow_provider_artiload.transfer.node.source import NodeSource
 from airflow_provider_artiload.oci.archive import ArchiveScanner
-from airflow_provider_artiload.oci.tar import parse_header
+from airflow_provider_artiload.oci.tar import OCTAL_SIZE_LIMIT, member_header, parse_header
 from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch, ImageNotFound
 from airflow_provider_artiload.oci.image import OCI_INDEX, blob_path
 from airflow_provider_artiload.transfer.plan import LoadOptions
