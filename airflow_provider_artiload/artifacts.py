@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_artiload.exceptions import ArchiveError
+from airflow_provider_artiload.oci.archive import ArchiveIndex, describe
 
 DOCKER_ARCHIVE = "docker-archive"
 IMAGE = "image"
+ROOTFS_TAR = "tar"
 
 
 @dataclass(frozen=True)
@@ -43,9 +45,31 @@ class DockerArchive:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in value.items() if k in known})
 
+    @classmethod
+    def of_index(cls, index: ArchiveIndex, *, path: str, sha256: str, size: int, image_id: str | None = None,
+                 hostname: str | None = None) -> DockerArchive:
+        """The artifact of an archive written to ``path``, described from its scanned ``index``."""
+        if image_id is None:
+            image = index.image()
+            image_id = image.manifest_digest or image.config_digest
+        return cls(path=path, sha256=sha256, size=size, image_id=image_id, hostname=hostname, **describe(index))
+
     def identity(self) -> set[str]:
         """Every digest the artifact promises the archive's image has (today's and older artifacts alike)."""
         return {d for d in (self.image_id, self.config_digest, self.manifest_digest, self.index_digest) if d}
+
+
+@dataclass(frozen=True)
+class RootfsTar:
+    """A root filesystem tarball (BuildKit's ``tar`` exporter): not a loadable image."""
+
+    path: str
+    sha256: str
+    size: int
+    kind: str = ROOTFS_TAR
+
+    def to_xcom(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ def run(rig: bt.Rig, second: object, size: int, repeat: int) -> None:
 
     from airflow_provider_artiload import transfer
     from airflow_provider_artiload.oci.layout import read_layout
-    from airflow_provider_artiload.hooks.engine import copy_between, load_into
+    from airflow_provider_artiload.hooks.paths import file_source
 
     log = logging.getLogger("bench")
     top = size // 20
@@ -139,6 +139,9 @@ def run(rig: bt.Rig, second: object, size: int, repeat: int) -> None:
         empty(rig, rig.target)
         target_unix.load_archive(base, skip_existing=False)
 
+    def load_into(hooks: list, artifact: object, options: object, log: logging.Logger) -> None:
+        transfer.load(file_source(artifact), [hook.target for hook in hooks], options, log)
+
     def sequential() -> None:
         load_into([target_unix], app, full_opts, log)
         load_into([second_ssh], app, full_opts, log)
@@ -153,7 +156,7 @@ def run(rig: bt.Rig, second: object, size: int, repeat: int) -> None:
     skip = table.measure("skip (engine has the image)", nothing, lambda: target_ssh.load_archive(app, tags=["bench/app:again"]), wire)
     fan = table.measure("fan-out: 2 engines (unix + SSH)", empty_both, lambda: load_into([target_unix, second_ssh], app, full_opts, log))
     seq = table.measure("sequential: the same 2 loads", empty_both, sequential)
-    e2e = table.measure("engine to engine (artiload, unix)", empty_target, lambda: copy_between(source, "bench/app:2", [target_unix], full_opts, log))
+    e2e = table.measure("engine to engine (artiload, unix)", empty_target, lambda: transfer.load(source.source("bench/app:2"), [target_unix.target], full_opts, log))
     cli = table.measure("docker save piped to docker load", empty_target, lambda: subprocess.run(save_load, shell=True, check=True, capture_output=True))
     delta_sent = table.sent("delta load over SSH (artiload)")
 

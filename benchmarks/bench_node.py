@@ -1,14 +1,14 @@
-"""On-demand node benchmark: NodeLoader over SSH against ``cat x.tar | ssh node ctr images import -`` (issue #10).
+"""On-demand node benchmark: NodeTarget over SSH against ``cat x.tar | ssh node ctr images import -`` (issue #10).
 
 Against one standalone containerd 2.x (``scripts/harness_containerd.py``,
 from ``scripts/fetch_engines.sh``) reached through a loopback sshd
 (``scripts/harness.py start_sshd``), for each image size:
 
 1. full: an empty node loads an OCI archive (busybox base + one random layer
-   of SIZE bytes) with ``NodeLoader`` (paramiko streamlocal, gRPC) and with
+   of SIZE bytes) with ``NodeTarget`` (paramiko streamlocal, gRPC) and with
    the ctr pipe (OpenSSH, default cipher)                   (target >= 1.0x)
 2. 5% delta: the node has the base image (busybox + the SIZE layer); the
-   archive adds a random layer of 5% of SIZE. Bytes NodeLoader puts on the
+   archive adds a random layer of 5% of SIZE. Bytes NodeTarget puts on the
    wire (gRPC framing included) over the changed blobs' bytes (new layer,
    config, manifest); the pipe sends the whole archive       (target <= 1.1x)
 3. retry after a cut at 50%: the SSH link is cut (every stream aborted) once
@@ -179,7 +179,7 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
     import logging  # noqa: PLC0415
 
     from airflow_provider_artiload.containerd import ContainerdClient  # noqa: PLC0415
-    from airflow_provider_artiload.transfer.node.target import NodeLoader  # noqa: PLC0415
+    from airflow_provider_artiload.transfer.node.target import NodeTarget  # noqa: PLC0415
     from airflow_provider_artiload.endpoints import parse_endpoint  # noqa: PLC0415
     from airflow_provider_artiload.exceptions import ArtiloadError  # noqa: PLC0415
     from airflow_provider_artiload.transfer.plan import LoadOptions  # noqa: PLC0415
@@ -190,7 +190,7 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
     dialer = open_dialer(parse_endpoint(job["url"], kind="engine", extras=job["extras"]))
     dials = CountingDials(lambda: dialer.dial(timeout=30))
     client = ContainerdClient(dials, namespace="k8s.io", where=job["url"], timeout=300)
-    loader = NodeLoader(client)
+    loader = NodeTarget(client)
     client.version()  # connect first: only the transfer is measured
     half = job["size"] // 2 if job["op"] == "cut" else None
 
@@ -224,7 +224,7 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
         except ArtiloadError:
             cut_bytes = dials.bytes_out
         # As an Airflow retry comes (after retry_delay): once containerd's GC has run over what the cut load's
-        # deleted lease held. Sooner, NodeLoader may find a committed blob present, skip it, and lose it to GC
+        # deleted lease held. Sooner, NodeTarget may find a committed blob present, skip it, and lose it to GC
         # before it names the image ("neither in the archive nor on the node"): see the report.
         time.sleep(job.get("pause", 3.0))
     before = dials.bytes_out

@@ -24,7 +24,7 @@ Extras (besides the TLS and SSH ones of the shared connection model):
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from functools import cached_property
 from typing import Any
@@ -32,18 +32,17 @@ from typing import Any
 from airflow.sdk import BaseHook
 from airflow.utils.net import get_hostname
 
-from airflow_provider_artiload.artifacts import DockerArchive, ImageArtifact
+from airflow_provider_artiload.artifacts import DockerArchive, ImageArtifact, RootfsTar
 from airflow_provider_artiload.buildkit.client import STREAMED, BuildKitClient, BuildRequest
 from airflow_provider_artiload.buildkit.session.secrets import resolve_secret_file
 from airflow_provider_artiload.endpoints import Endpoint, default_engine_url, parse_endpoint, parse_float, parse_list
-from airflow_provider_artiload.oci.archive import ArchiveScanner, describe
+from airflow_provider_artiload.oci.archive import ArchiveScanner
 from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.oci.reference import parse_reference
 from airflow_provider_artiload.exceptions import ArtiloadError, BuildError, EndpointError
 from airflow_provider_artiload.hooks.connection import ConnectionBacked, default_endpoint, endpoint_from_connection
-from airflow_provider_artiload.progress import Progress
 from airflow_provider_artiload.hooks.paths import as_target
-from airflow_provider_artiload.storage import AtomicFile, RemoteAtomicFile, atomic_file
+from airflow_provider_artiload.transfer.save import Sink, archive_sink
 from airflow_provider_artiload.transport import open_dialer
 
 SECRET_SOURCES = ("conn_id", "variable", "env", "file")
@@ -64,6 +63,11 @@ class BuildKitHook(ConnectionBacked, BaseHook):
         super().__init__()
         self.buildkit_conn_id = buildkit_conn_id
 
+    @property
+    def engine_conn_id(self) -> str | None:
+        """The ``docker_engine`` connection whose engine's BuildKit this is (extra ``engine_conn_id``), if any."""
+        return self._extras.get("engine_conn_id") or None
+
     @cached_property
     def endpoint(self) -> Endpoint:
         """The BuildKit endpoint; for ``docker://`` its ``engine`` is always filled in."""
@@ -73,7 +77,7 @@ class BuildKitHook(ConnectionBacked, BaseHook):
             endpoint = endpoint_from_connection(self._connection, kind="buildkit", get_connection=self.get_connection)
         if endpoint.scheme != "docker":
             return endpoint
-        engine_conn_id = self._extras.get("engine_conn_id")
+        engine_conn_id = self.engine_conn_id
         if engine_conn_id:
             if endpoint.engine is not None:
                 raise EndpointError(
@@ -241,28 +245,18 @@ class BuildKitHook(ConnectionBacked, BaseHook):
         """Stream the exporter's tarball to ``output``: a local path or an object-storage URI."""
         target = as_target(output)
         output = str(target)
-        progress = Progress(self.log, f"Exporting {request.export} to {output}")
-        with atomic_file(target) as out:
+        with archive_sink(target, f"Exporting {request.export}", self.log) as sink:
             scanner = ArchiveScanner() if request.export in ("docker", "oci") else None
-            writer = _Writer(out, scanner, progress.add)
+            writer = _Writer(sink, scanner)
             result = self.client.solve(replace(request, output=writer), log=self.log)
             index = scanner.finish() if scanner else None
             if index is not None:
                 index.check_complete()
-            out.commit()
-        progress.finish()
         self._log_result(result)
         if index is None:
-            return {"kind": "tar", "path": output, "sha256": out.sha256, "size": out.size}
-        image = index.image()
-        return DockerArchive(
-            path=output,
-            sha256=out.sha256,
-            size=out.size,
-            image_id=image.manifest_digest or image.config_digest,
-            hostname=get_hostname(),
-            **describe(index),
-        ).to_xcom()
+            return RootfsTar(path=output, sha256=sink.sha256, size=sink.size).to_xcom()
+        return DockerArchive.of_index(index, path=output, sha256=sink.sha256, size=sink.size,
+                                      hostname=get_hostname()).to_xcom()
 
     def _log_result(self, result: Any) -> None:
         self.log.info(
@@ -281,20 +275,16 @@ class BuildKitHook(ConnectionBacked, BaseHook):
 
 
 class _Writer:
-    """FileSend target: into the AtomicFile, through the archive scanner when there is one."""
+    """FileSend target: into the archive's sink, through the archive scanner when there is one."""
 
-    def __init__(
-        self, out: AtomicFile | RemoteAtomicFile, scanner: ArchiveScanner | None, on_bytes: Callable[[int], None]
-    ) -> None:
-        self._out = out
+    def __init__(self, sink: Sink, scanner: ArchiveScanner | None) -> None:
+        self._sink = sink
         self._scanner = scanner
-        self._on_bytes = on_bytes
 
     def write(self, data: bytes) -> None:
         if self._scanner is not None:
             self._scanner.feed(data)
-        self._out.write(data)
-        self._on_bytes(len(data))
+        self._sink.write(data)
 
 
 def _encode(value: str | bytes) -> bytes:

@@ -14,7 +14,7 @@ from airflow_provider_artiload import transfer
 from airflow_provider_artiload.artifacts import DockerArchive
 from airflow_provider_artiload.containerd.client import ContainerdClient
 from airflow_provider_artiload.transfer.node.source import NodeSource
-from airflow_provider_artiload.transfer.node.target import NodeLoader
+from airflow_provider_artiload.transfer.node.target import NodeTarget
 from airflow_provider_artiload.endpoints import DEFAULT_SOCKETS, Endpoint, parse_endpoint, parse_float
 from airflow_provider_artiload.exceptions import ArtiloadError, EndpointError
 from airflow_provider_artiload.hooks.connection import ConnectionBacked, endpoint_from_connection
@@ -96,8 +96,9 @@ class ContainerdHook(ConnectionBacked, BaseHook):
         )
 
     @cached_property
-    def loader(self) -> NodeLoader:
-        return NodeLoader(self.client, snapshotter=self.settings["snapshotter"], platform=self.settings["platform"])
+    def target(self) -> NodeTarget:
+        """This node as a load target."""
+        return NodeTarget(self.client, snapshotter=self.settings["snapshotter"], platform=self.settings["platform"])
 
     def source(self, image: str) -> NodeSource:
         """``image`` read out of this node's content store as an OCI archive (for saves and copies)."""

@@ -1,14 +1,13 @@
-"""DockerEngineHook: an Airflow connection to a Docker Engine, and streaming save/load."""
+"""DockerEngineHook: an Airflow connection to a Docker Engine -> its API client, load target and source."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any
 
 from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.utils.net import get_hostname
 
 from airflow_provider_artiload import transfer
@@ -17,12 +16,9 @@ from airflow_provider_artiload.endpoints import Endpoint, parse_float
 from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.exceptions import ArtiloadError
 from airflow_provider_artiload.hooks.connection import ConnectionBacked, default_endpoint, endpoint_from_connection
-from airflow_provider_artiload.hooks.paths import as_target
-from airflow_provider_artiload.transfer.sources import EngineSource, FileSource
+from airflow_provider_artiload.hooks.paths import as_target, file_source
+from airflow_provider_artiload.transfer.engine import EngineSource, EngineTarget
 from airflow_provider_artiload.transport import open_dialer
-
-if TYPE_CHECKING:
-    from airflow_provider_artiload.hooks.containerd import ContainerdHook
 
 
 class DockerEngineHook(ConnectionBacked, BaseHook):
@@ -79,6 +75,15 @@ class DockerEngineHook(ConnectionBacked, BaseHook):
             return False, str(exc)
         return True, f"Docker Engine {version.get('Version')} (API {version.get('ApiVersion')}) at {self.endpoint}"
 
+    @cached_property
+    def target(self) -> EngineTarget:
+        """This engine as a load target."""
+        return EngineTarget(self.client)
+
+    def source(self, image: str) -> EngineSource:
+        """``image`` streamed out of this engine (for copies)."""
+        return EngineSource(self.client, image)
+
     def save_image(self, image: str, path: str | Any) -> DockerArchive:
         """Stream ``image`` into a docker-archive at ``path`` (local or an object-storage URI); complete or absent."""
         artifact = transfer.save_image(self.client, image, as_target(path), self.log)
@@ -87,8 +92,9 @@ class DockerEngineHook(ConnectionBacked, BaseHook):
     def load_archive(
         self, source: DockerArchive | str, *, tags: Sequence[str] = (), skip_existing: bool = True, delta: bool = True
     ) -> LoadOutcome:
-        """Stream a docker-archive into this engine (see :func:`load_into` for several engines)."""
-        return load_into([self], source, transfer.LoadOptions(tuple(tags), skip_existing, delta), self.log)[0]
+        """Stream a docker-archive into this engine (the load operator does several at once)."""
+        options = transfer.LoadOptions(tuple(tags), skip_existing, delta)
+        return transfer.load(file_source(source), [self.target], options, self.log)[0]
 
     def abort(self) -> None:
         """Cancel every transfer in flight (``on_kill``)."""
@@ -98,53 +104,3 @@ class DockerEngineHook(ConnectionBacked, BaseHook):
     def close(self) -> None:
         if "client" in self.__dict__:
             self.client.close()
-
-
-TargetHook = Union[DockerEngineHook, "ContainerdHook"]
-
-
-def engine_hooks(engine_conn_id: str | Sequence[str]) -> list[TargetHook]:
-    """One hook per target connection id (a single id or a list): engines, or containerd nodes by conn type."""
-    from airflow_provider_artiload.hooks.containerd import ContainerdHook
-
-    ids = [engine_conn_id] if isinstance(engine_conn_id, str) else list(engine_conn_id)
-    if not ids:
-        raise ArtiloadError("engine_conn_id is an empty list")
-    return [ContainerdHook(i) if _conn_type(i) == ContainerdHook.conn_type else DockerEngineHook(i) for i in ids]
-
-
-def _conn_type(conn_id: str) -> str | None:
-    try:
-        return BaseHook.get_connection(conn_id).conn_type
-    except AirflowNotFoundException:
-        return None  # the default engine (the docker CLI's defaults), or a missing one that fails by name later
-
-
-def targets_of(hooks: Sequence[TargetHook]) -> list[Any]:
-    """What transfer.load streams to: an engine's client, or a node's loader."""
-    return [getattr(hook, "loader", None) or hook.client for hook in hooks]
-
-
-def load_into(
-    hooks: Sequence[TargetHook], source: DockerArchive | str | Any, options: transfer.LoadOptions, log: Any
-) -> list[LoadOutcome]:
-    """Load a tarball (artifact, path or ObjectStoragePath) into the engines and nodes of ``hooks``, reading it once per batch."""
-    artifact = source if isinstance(source, DockerArchive) else None
-    file_source = FileSource(
-        as_target(artifact.path if artifact else source), artifact, platform=options.platform, here=get_hostname()
-    )
-    return transfer.load(file_source, targets_of(hooks), options, log)
-
-
-def copy_between(
-    source: TargetHook, image: str, targets: Sequence[TargetHook], options: transfer.LoadOptions, log: Any
-) -> list[LoadOutcome]:
-    """Stream ``image`` from one engine or node straight into other engines and nodes: no tarball on disk."""
-    return transfer.load(source_of(source, image), targets_of(targets), options, log)
-
-
-def source_of(hook: TargetHook, image: str) -> Any:
-    """An engine's export, or a node's content store read out as an OCI archive."""
-    if getattr(hook, "conn_type", None) == "containerd":
-        return hook.source(image)  # type: ignore[union-attr]
-    return EngineSource(hook.client, image)  # type: ignore[union-attr]

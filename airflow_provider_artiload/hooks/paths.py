@@ -12,10 +12,13 @@ import time
 from typing import Any
 
 from airflow.sdk import ObjectStoragePath
+from airflow.utils.net import get_hostname
 
-from airflow_provider_artiload.exceptions import ArtiloadError
 from airflow_provider_artiload import storage
+from airflow_provider_artiload.artifacts import DockerArchive
+from airflow_provider_artiload.exceptions import ArtiloadError
 from airflow_provider_artiload.storage import RemotePath, Target
+from airflow_provider_artiload.transfer.sources import FileSource
 
 LOCAL_PROTOCOLS = ("file", "local", "")
 
@@ -44,6 +47,13 @@ def as_target(path: str | ObjectStoragePath | Any) -> Target:
     except Exception as exc:  # noqa: BLE001 - fsspec/Airflow raise plain ValueError/ImportError
         raise ArtiloadError(f"cannot use {path}: {exc}") from exc
     return storage.as_directory(target) if directory else target
+
+
+def file_source(source: DockerArchive | str | ObjectStoragePath | Any, *, platform: str | None = None) -> FileSource:
+    """A tarball to load: an artifact (its path, sha256 and identity) or a bare path, on this worker."""
+    artifact = source if isinstance(source, DockerArchive) else None
+    path = as_target(artifact.path if artifact else source)
+    return FileSource(path, artifact, platform=platform, here=get_hostname())
 
 
 def delete(path: str | ObjectStoragePath | Any) -> None:

@@ -1,10 +1,4 @@
-"""Which layers an engine already has, and where each member of an archive file lies.
-
-An engine that has a layer's *chain* (classic store: registered layers; the
-containerd store: unpacked snapshots with their blobs) needs neither that
-layer nor any below it. Having chain n implies having every chain below it,
-so what an engine lacks is always a suffix of the image's layers.
-"""
+"""Where each member of an archive file lies, and which layer a streamed member is."""
 
 from __future__ import annotations
 
@@ -13,34 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from airflow_provider_artiload.oci.archive import ArchiveIndex, ArchiveScanner
-from airflow_provider_artiload.engine.client import EngineClient
-from airflow_provider_artiload.exceptions import ArchiveError, ImageNotFound
+from airflow_provider_artiload.exceptions import ArchiveError
 from airflow_provider_artiload.oci.image import Image, chain_ids
 
-__all__ = ["ArchiveLayout", "chain_ids", "index_file", "layers_present", "present_chains", "read_layout", "layer_position"]
-
-
-def present_chains(client: EngineClient) -> set[str]:
-    """Every layer chain the engine holds, from its images' root filesystems."""
-    chains: set[str] = set()
-    for summary in client.list_images():
-        try:
-            layers = client.inspect_image(summary["Id"]).get("RootFS", {}).get("Layers") or []
-        except ImageNotFound:
-            continue  # removed while we looked
-        chains.update(chain_ids(layers))
-    return chains
-
-
-def layers_present(client: EngineClient, diff_ids: Sequence[str]) -> int:
-    """How many of the image's bottom layers the engine already has."""
-    have = present_chains(client)
-    count = 0
-    for chain in chain_ids(diff_ids):
-        if chain not in have:
-            break
-        count += 1
-    return count
+__all__ = ["ArchiveLayout", "index_file", "read_layout", "layer_position"]
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,14 @@ gzip member of it, as Go's reader does.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 
 from airflow_provider_artiload.oci.archive import ArchiveIndex, ArchiveScanner, Expect
-from airflow_provider_artiload.oci.digests import Inflater
+from airflow_provider_artiload.oci.digests import Check, Inflater
 from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch
 from airflow_provider_artiload.oci.image import Image
+from airflow_provider_artiload.oci.layout import layer_position
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -107,3 +109,59 @@ class VerifiedArchive:
             if str(exc).startswith(self.where):
                 raise
             raise type(exc)(f"{self.where}: {exc}") from None
+
+
+# ---------------------------------------------------------------- policy: which bytes each load checks
+#
+# - A save, or a reused archive, hashes every member (``every_member``) and
+#   then holds each layer's uncompressed digest against its diff ID
+#   (``check_layers``).
+# - A load checks, before the archive's end is released, the layers that some
+#   target would record without checking them itself (``expect_layers``, from
+#   the positions each target's plan names in ``Send.unchecked``); the others
+#   are checked by the engine that registers them. An artifact's sha256, when
+#   promised, covers the whole stream instead.
+# - A node load checks every blob it writes by digest as it writes it.
+
+
+def every_member(name: str, index: ArchiveIndex) -> Check:
+    """Hash every member: a blob against the digest its name says, and each one uncompressed too."""
+    digest = "sha256:" + name.rsplit("/", 1)[-1] if name.startswith("blobs/sha256/") else None
+    return Check(digest=digest, inflate=True, what="blob")
+
+
+def check_layers(index: ArchiveIndex, image: Image) -> None:
+    """After a full read with :func:`every_member`: each layer's uncompressed digest against its diff ID."""
+    for layer in image.layers:
+        path = layer.path or ""
+        member = index.members.get(index.links.get(path, path))
+        if member is None or member.diff_id != layer.diff_id:
+            raise DigestMismatch(
+                f"layer {path} has sha256 {member.diff_id if member else None} uncompressed, "
+                f"but the image config says its diff ID is {layer.diff_id} (corrupt layer)"
+            )
+
+
+def expect_layers(image: Image | None, diff_ids: Sequence[str], positions: AbstractSet[int]) -> Expect | None:
+    """What each passing layer at ``positions`` must hash to: the layers a target records unchecked.
+
+    Every other layer is registered by the engine, which checks it itself
+    (hashing it twice would halve the throughput on CPUs without SHA extensions).
+    """
+    if not diff_ids or not positions:
+        return None
+    if image is not None:
+        by_name = {
+            layer.path: Check(digest=layer.digest if (layer.path or "").startswith("blobs/") else None, diff_id=layer.diff_id)
+            for p, layer in enumerate(image.layers)
+            if p in positions
+        }
+        return lambda name, index: by_name.get(name)
+
+    def expect(name: str, index: ArchiveIndex) -> Check | None:
+        position = layer_position(name, index, diff_ids)
+        if position is None or position not in positions:
+            return None
+        return Check(diff_id=diff_ids[position])
+
+    return expect

@@ -114,7 +114,7 @@ class BuildArtifactOperator(BaseOperator):
         finally:
             self.hook.close()
         if result.get("kind") == "image":
-            engine = self.hook._extras.get("engine_conn_id") or self.buildkit_conn_id
+            engine = self.hook.engine_conn_id or self.buildkit_conn_id
             _assets.emit_images(context, engine, {"image_id": result["image_id"], "tags": [result["image"]]},
                                 engine=result.get("engine"))
         elif result.get("path"):

@@ -8,7 +8,8 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from airflow_provider_artiload.hooks.engine import DockerEngineHook, TargetHook, copy_between, engine_hooks
+from airflow_provider_artiload import transfer
+from airflow_provider_artiload.hooks.targets import TargetHook, target_hooks
 from airflow_provider_artiload.logs import quiet_libraries
 from airflow_provider_artiload.operators import _assets
 from airflow_provider_artiload.operators.load import as_tags, emit_loaded, xcom_result
@@ -61,17 +62,18 @@ class CopyImageOperator(BaseOperator):
     @cached_property
     def source_hook(self) -> TargetHook:
         """An engine, or a containerd node (its content store read out as an OCI archive)."""
-        return engine_hooks(self.source_engine_conn_id)[0]
+        return target_hooks(self.source_engine_conn_id)[0]
 
     @cached_property
-    def target_hooks(self) -> list[DockerEngineHook]:
-        return engine_hooks(self.engine_conn_id)
+    def target_hooks(self) -> list[TargetHook]:
+        return target_hooks(self.engine_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
         options = LoadOptions(as_tags(self.tag), self.skip_existing, self.delta, self.max_parallel)
         try:
             with quiet_libraries():
-                outcomes = copy_between(self.source_hook, image_ref(self.image), self.target_hooks, options, self.log)
+                source = self.source_hook.source(image_ref(self.image))
+                outcomes = transfer.load(source, [hook.target for hook in self.target_hooks], options, self.log)
         finally:
             for hook in (self.source_hook, *self.target_hooks):
                 hook.close()

@@ -11,7 +11,9 @@ from airflow.sdk import BaseOperator, Context
 from airflow_provider_artiload.artifacts import DockerArchive, LoadOutcome
 from airflow_provider_artiload.exceptions import ArtiloadError
 from airflow_provider_artiload.hooks import paths
-from airflow_provider_artiload.hooks.engine import DockerEngineHook, engine_hooks, load_into
+from airflow_provider_artiload import transfer
+from airflow_provider_artiload.hooks.engine import DockerEngineHook
+from airflow_provider_artiload.hooks.targets import TargetHook, target_hooks
 from airflow_provider_artiload.logs import quiet_libraries
 from airflow_provider_artiload.operators import _assets
 from airflow_provider_artiload.transfer import LoadOptions
@@ -81,15 +83,16 @@ class DockerLoadOperator(BaseOperator):
         self.max_parallel = max_parallel
 
     @cached_property
-    def hooks(self) -> list[DockerEngineHook]:
-        return engine_hooks(self.engine_conn_id)
+    def hooks(self) -> list[TargetHook]:
+        return target_hooks(self.engine_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
         options = LoadOptions(as_tags(self.tag), self.skip_existing, self.delta, self.max_parallel, self.platform or None)
         source = as_source(self.source)
         try:
             with quiet_libraries():
-                outcomes = load_into(self.hooks, source, options, self.log)
+                tarball = paths.file_source(source, platform=options.platform)
+                outcomes = transfer.load(tarball, [hook.target for hook in self.hooks], options, self.log)
                 if self.delete_source:
                     paths.delete(source.path if isinstance(source, DockerArchive) else source)
                     self.log.info("Deleted %s: every engine has the image", getattr(source, "path", source))
@@ -104,7 +107,7 @@ class DockerLoadOperator(BaseOperator):
             hook.abort()
 
 
-def emit_loaded(context: Context, hooks: Sequence[DockerEngineHook], outcomes: Sequence[LoadOutcome],
+def emit_loaded(context: Context, hooks: Sequence[TargetHook], outcomes: Sequence[LoadOutcome],
                 archive: DockerArchive | None = None) -> None:
     """An asset event per engine and repository (``docker-image://<conn id>/<repository>``)."""
     for hook, outcome in zip(hooks, outcomes):

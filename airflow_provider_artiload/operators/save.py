@@ -10,7 +10,8 @@ from airflow.sdk import BaseOperator, Context
 
 from airflow_provider_artiload.artifacts import IMAGE
 from airflow_provider_artiload.exceptions import ArtiloadError
-from airflow_provider_artiload.hooks.engine import DockerEngineHook, TargetHook, engine_hooks
+from airflow_provider_artiload.hooks.engine import DockerEngineHook
+from airflow_provider_artiload.hooks.targets import TargetHook, target_hooks
 from airflow_provider_artiload.logs import quiet_libraries
 from airflow_provider_artiload.operators import _assets
 
@@ -50,7 +51,7 @@ class SaveImageOperator(BaseOperator):
     @cached_property
     def hook(self) -> TargetHook:
         """The engine's hook, or a ContainerdHook when the connection is a containerd node."""
-        return engine_hooks(self.engine_conn_id)[0]
+        return target_hooks(self.engine_conn_id)[0]
 
     def execute(self, context: Context) -> dict[str, Any]:
         try:

@@ -1,4 +1,7 @@
-"""Where an archive comes from: a tarball file, or another engine's export.
+"""Where an archive comes from: what every source says up front, and a tarball file.
+
+An engine's export is :class:`~.engine.EngineSource`, a node's content store
+:class:`~.node.source.NodeSource`.
 
 A source can be streamed more than once (a failed thin load falls back to a
 full one) and says up front what it knows: the image (complete for a local
@@ -13,12 +16,12 @@ import contextlib
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import ContextManager, Protocol
 
 from airflow_provider_artiload.artifacts import DockerArchive
-from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.oci.layout import ArchiveLayout, read_layout
 from airflow_provider_artiload.exceptions import ArchiveError
-from airflow_provider_artiload.oci.image import Image, Store, store_of
+from airflow_provider_artiload.oci.image import Image, Store
 from airflow_provider_artiload.storage import Target, exists, is_local_file, read_chunks
 from airflow_provider_artiload.oci.verify import GZIP_MAGIC
 
@@ -42,6 +45,15 @@ class SourceInfo:
 
     def id_for(self, store: Store) -> str | None:
         return self.ids.get(store)
+
+
+class Source(Protocol):
+    """Where an archive comes from: what it says up front, and its bytes, readable once per batch."""
+
+    def info(self) -> SourceInfo: ...
+
+    def open(self, omit: frozenset[str] = frozenset()) -> ContextManager[Iterator[bytes]]:
+        """The archive's bytes, leaving out the members named in ``omit`` where the source can."""
 
 
 class FileSource:
@@ -130,32 +142,3 @@ def _artifact_ids(artifact: DockerArchive) -> dict[str, str]:
 def _starts_with(path: str, magic: bytes) -> bool:
     with open(path, "rb") as handle:
         return handle.read(len(magic)) == magic
-
-
-class EngineSource:
-    """An image streamed straight out of another engine (``GET /images/{name}/get``)."""
-
-    def __init__(self, client: EngineClient, image: str) -> None:
-        self.client = client
-        self.image = image
-
-    def info(self) -> SourceInfo:
-        inspect = self.client.inspect_image(self.image)
-        store = store_of(self.client.info())
-        return SourceInfo(
-            label=f"{self.image} on {self.client.url}",
-            expected_ids=frozenset({inspect["Id"]}),
-            ids={store: inspect["Id"]},
-            diff_ids=list(inspect.get("RootFS", {}).get("Layers") or []),
-            size=inspect.get("Size"),
-            has_legacy_manifest=True,  # every engine's save writes manifest.json
-            # the containerd store exports gzip blobs named by their compressed digest, manifests last:
-            # which blob is which layer is known only at the end, too late to leave any out
-            placeable=store == "classic",
-        )
-
-    @contextlib.contextmanager
-    def open(self, omit: frozenset[str] = frozenset()) -> Iterator[Iterator[bytes]]:
-        """The export stream; a stream cannot skip, so every target filters for itself."""
-        with self.client.export_image(self.image) as chunks:
-            yield chunks

@@ -15,7 +15,8 @@ import docker
 import pytest
 
 from airflow_provider_artiload.artifacts import DockerArchive
-from airflow_provider_artiload.hooks.engine import DockerEngineHook, copy_between
+from airflow_provider_artiload import transfer
+from airflow_provider_artiload.hooks.engine import DockerEngineHook
 from airflow_provider_artiload.transfer import LoadOptions
 import harness  # noqa: E402  (tests/conftest.py put scripts/ on sys.path)
 
@@ -91,6 +92,6 @@ def test_copy_streams_engine_to_engine_across_stores(monkeypatch, engines_by_kin
     src = connect(monkeypatch, "copy_src", engines_by_kind[source].unix_url)
     dst = connect(monkeypatch, "copy_dst", engines_by_kind[target].unix_url)
     tag = f"copied-{source}/to-{target}:1"
-    [outcome] = copy_between(src, f"cross/{source}:1", [dst], LoadOptions(tags=(tag,)), src.log)
+    [outcome] = transfer.load(src.source(f"cross/{source}:1"), [dst.target], LoadOptions(tags=(tag,)), src.log)
     assert run(engines_by_kind[target], tag, "cat", "/origin") == f"made on {source}\n".encode()
     assert outcome.tags == [tag]

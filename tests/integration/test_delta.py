@@ -9,7 +9,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from airflow_provider_artiload.transfer import plan
+from airflow_provider_artiload.transfer import engine as engine_target
 from airflow_provider_artiload.artifacts import DockerArchive
 from airflow_provider_artiload.exceptions import ArtiloadError, DigestMismatch
 from airflow_provider_artiload.hooks.engine import DockerEngineHook
@@ -72,7 +72,7 @@ def test_a_thin_load_the_engine_rejects_falls_back_to_full(monkeypatch, engine_b
     lacks a layer the engine does not have, the engine refuses it, and the full load must follow."""
     fresh(engine_b, images)
     drop(engine_b, "delta/base:1")
-    monkeypatch.setattr(plan, "layers_present", lambda client, diff_ids: len(diff_ids) - 1)
+    monkeypatch.setattr(engine_target, "layers_present", lambda client, diff_ids: len(diff_ids) - 1)
     hook = DockerEngineHook(connect(monkeypatch, "delta_lie", engine_b.unix_url))
     outcome = hook.load_archive(images["app"], tags=["delta/fallback:1"])
     assert outcome.mode == "full" and outcome.bytes_sent == images["app"].size

@@ -18,7 +18,8 @@ from airflow_provider_artiload.oci.archive import ArchiveScanner
 from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.exceptions import DigestMismatch, EngineError, ImageNotFound
 from airflow_provider_artiload.oci.image import chain_ids
-from airflow_provider_artiload.transfer.plan import LoadOptions, Send, Skip, Unreachable, plan_target
+from airflow_provider_artiload.transfer.engine import EngineTarget
+from airflow_provider_artiload.transfer.plan import LoadOptions, Send, Skip, Unreachable
 from airflow_provider_artiload.transfer.sources import FileSource
 from airflow_provider_artiload.transport.mock import MockDialer, Request, Response
 from tests.unit.archives import docker_archive, layer_tar, oci_archive
@@ -102,6 +103,10 @@ def file_source(tmp_path, data: bytes) -> FileSource:
     return FileSource(str(path))
 
 
+def plan_target(client: EngineClient, info, options: LoadOptions, log):
+    return EngineTarget(client).plan(info, options, log)
+
+
 def test_plan_skips_by_the_id_each_store_gives_the_image(tmp_path):
     data, digests = oci_archive(compress="gzip")
     info = file_source(tmp_path, data).info()
@@ -125,7 +130,9 @@ def test_plan_leaves_out_the_bottom_layers_the_engine_has_on_either_store(tmp_pa
         plan = plan_target(client_for(FakeEngine(engine_info, base)), info, LoadOptions(), LOG)
         assert isinstance(plan, Send) and plan.mode == "delta" and plan.have == 2
         assert plan.omit == frozenset(info.layer_names[:2])
-        assert plan.fallback() == Send(plan.client, plan.store, have=2)
+        # in full, a classic store would skip the two layers it has unread: those are checked on our side
+        unchecked = frozenset({0, 1}) if engine_info is CLASSIC_INFO else frozenset({0, 1, 2})
+        assert plan.fallback == Send(plan.target, plan.store, have=2, unchecked=unchecked)
     no_delta = plan_target(client_for(FakeEngine(CLASSIC_INFO, base)), info, LoadOptions(delta=False), LOG)
     assert isinstance(no_delta, Send) and no_delta.mode == "full" and no_delta.have == 2
 
@@ -145,7 +152,7 @@ def test_a_classic_engine_gets_a_manifest_json_made_from_a_pure_oci_layout(tmp_p
     data, digests = oci_archive(compress="gzip", legacy_manifest=False, tags=["docker.io/library/app:1"])
     engine = FakeEngine(CLASSIC_INFO)
     engine.register_on_load = digests["config"]
-    [outcome] = transfer.load(file_source(tmp_path, data), [client_for(engine)], LoadOptions(tags=("app:2",)), LOG)
+    [outcome] = transfer.load(file_source(tmp_path, data), [EngineTarget(client_for(engine))], LoadOptions(tags=("app:2",)), LOG)
     assert outcome.image_id == digests["config"] and outcome.mode == "full"
     assert engine.tags == {"app:2": digests["config"]}
     scanner = ArchiveScanner()
@@ -160,7 +167,7 @@ def test_a_containerd_store_engine_gets_the_layout_unchanged(tmp_path):
     data, digests = oci_archive(compress="zstd")
     engine = FakeEngine(CONTAINERD_INFO)
     engine.register_on_load = digests["manifest"]
-    [outcome] = transfer.load(file_source(tmp_path, data), [client_for(engine)], LoadOptions(), LOG)
+    [outcome] = transfer.load(file_source(tmp_path, data), [EngineTarget(client_for(engine))], LoadOptions(), LOG)
     assert engine.loaded == [data] and outcome.image_id == digests["manifest"]
 
 
@@ -180,7 +187,7 @@ def test_a_thin_load_the_engine_turns_into_nothing_is_redone_in_full(tmp_path):
                 engine.images[digests["config"]] = []
         return original(request)
 
-    [outcome] = transfer.load(file_source(tmp_path, data), [EngineClient(MockDialer(handler))], LoadOptions(), LOG)
+    [outcome] = transfer.load(file_source(tmp_path, data), [EngineTarget(EngineClient(MockDialer(handler)))], LoadOptions(), LOG)
     assert outcome.mode == "full" and loads[0] < loads[1] == len(data)
 
 

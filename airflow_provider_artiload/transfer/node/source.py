@@ -45,7 +45,7 @@ from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch, I
 from airflow_provider_artiload.oci.image import OCI_INDEX, Image, Metadata, blob_path, digest_of, image_from_archive
 from airflow_provider_artiload.transfer.sources import SourceInfo
 
-DEFAULT_PLATFORM = "linux/amd64"  # as NodeLoader picks
+DEFAULT_PLATFORM = "linux/amd64"  # as NodeTarget picks
 JSON_BLOB_LIMIT = 4 << 20  # an index, manifest or config; as the archive scanner's limit for one JSON member
 LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 

@@ -1,9 +1,9 @@
-"""NodeLoader: a containerd node (k3s, Kubernetes, nerdctl host) as a load target, next to Docker engines.
+"""NodeTarget: a containerd node (k3s, Kubernetes, nerdctl host) as a load target, next to Docker engines.
 
-It has the two faces ``transfer.load`` needs of a target: :meth:`plan`
-(before any byte moves: skip when a record already names the image) and
-:meth:`load`, one consumer of a :class:`~airflow_provider_artiload.transfer.fanout.Fanout`:
-it reads the archive's chunks once, writes only the blobs the node's content
+It answers what :class:`~airflow_provider_artiload.transfer.targets.LoadTarget`
+asks: :meth:`plan` (before any byte moves: skip when a record already names
+the image) and :meth:`upload`, one consumer of the fan-out, where :meth:`load`
+reads the archive's chunks once, writes only the blobs the node's content
 store lacks (resuming cut writes from containerd's offset), converts legacy
 docker-archives on the fly, unpacks into the snapshotter and names the image
 with its fully normalised names, all inside one lease, so a failed load
@@ -26,13 +26,14 @@ from airflow_provider_artiload.oci.reference import normalize
 from airflow_provider_artiload.exceptions import ArchiveError, ArtiloadError, ImageNotFound
 from airflow_provider_artiload.oci.image import Image
 from airflow_provider_artiload.transfer.plan import LoadOptions, Send, Skip, Unreachable
+from airflow_provider_artiload.transfer.targets import Streamed
 from airflow_provider_artiload.transfer.sources import SourceInfo
 
 STORE = "containerd"
 DEFAULT_PLATFORM = "linux/amd64"
 
 
-class NodeLoader:
+class NodeTarget:
     """Loads archives into one containerd namespace (the client's) and ``snapshotter``."""
 
     def __init__(self, client: ContainerdClient, *, snapshotter: str = "overlayfs", platform: str | None = None) -> None:
@@ -52,21 +53,21 @@ class NodeLoader:
             target = info.id_for(STORE) or (info.image.id_for(STORE) if info.image else None)
             if options.skip_existing and target and self.has_image(target):
                 log.info("%s already has %s: no bytes sent", self.url, target)
-                return Skip(self, STORE, target)  # type: ignore[arg-type]
+                return Skip(self, STORE, target)
             have = 0
             if info.image is not None:
                 have = sum(1 for layer in info.image.layers if self.client.blob_info(layer.digest) is not None)
                 if have:
                     log.info("%s has %d of %d layer blobs: sending the others", self.url, have, len(info.image.layers))
         except ArtiloadError as exc:
-            return Unreachable(self, exc)  # type: ignore[arg-type]
-        return Send(client=self, store=STORE, have=have, omit=frozenset())  # type: ignore[arg-type]
+            return Unreachable(self, exc)
+        return Send(self, STORE, have=have)  # it checks every blob it writes: nothing unchecked
 
     def has_image(self, image_id: str) -> bool:
         """Does any record in the namespace target ``image_id`` (a manifest or index digest)?"""
         return any(image.target.digest == image_id for image in self.client.list_images())
 
-    def tag_image(self, image_id: str, tag: str) -> None:
+    def tag(self, image_id: str, tag: str) -> None:
         """Name the image ``image_id`` as ``tag`` (normalised), as an engine's tag would (a Skip's tags)."""
         for image in self.client.list_images():
             if image.target.digest == image_id:
@@ -75,6 +76,16 @@ class NodeLoader:
         raise ImageNotFound(f"containerd at {self.url} has no image {image_id} in namespace {self.client.namespace!r} to tag")
 
     # ---------------------------------------------------------------- loading
+
+    def upload(self, send: Send, chunks: Iterable[bytes], info: SourceInfo, options: LoadOptions,
+               log: logging.Logger) -> LoadOutcome:
+        return self.load(chunks, info, options, log)
+
+    def conclude(self, send: Send, uploaded: object, streamed: Streamed, info: SourceInfo, options: LoadOptions,
+                 log: logging.Logger) -> LoadOutcome | BaseException:
+        """It verified, recorded and named the image itself while it loaded."""
+        assert isinstance(uploaded, (LoadOutcome, BaseException))
+        return uploaded
 
     def load(self, chunks: Iterable[bytes], info: SourceInfo, options: LoadOptions, log: logging.Logger) -> LoadOutcome:
         """Consume the archive stream once; return the outcome. Raises (leaving no record, no lease) on any failure."""
@@ -138,4 +149,4 @@ def _needed(info: SourceInfo, options: LoadOptions) -> frozenset[str] | None:
     return frozenset(digests)
 
 
-__all__ = ["NodeLoader"]
+__all__ = ["NodeTarget"]

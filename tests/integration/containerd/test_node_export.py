@@ -1,6 +1,6 @@
 """NodeSource against real containerd 1.6 and 2.x, over unix and SSH: export an image as an OCI archive.
 
-An image is loaded into namespace k8s.io with the NodeLoader, exported with
+An image is loaded into namespace k8s.io with the NodeTarget, exported with
 NodeSource, checked with artiload's own scanner (the identity must be the
 node's digest), then imported into another namespace with ``ctr images
 import`` and run with ``ctr run``; thin exports, multi-platform indexes,
@@ -22,7 +22,7 @@ import pytest
 
 import harness_containerd as h
 from airflow_provider_artiload.containerd import ContainerdClient
-from airflow_provider_artiload.transfer.node.target import NodeLoader
+from airflow_provider_artiload.transfer.node.target import NodeTarget
 from airflow_provider_artiload.transfer.node.source import NodeSource
 from airflow_provider_artiload.oci.archive import ArchiveScanner
 from airflow_provider_artiload.oci.tar import OCTAL_SIZE_LIMIT, member_header, parse_header
@@ -41,7 +41,7 @@ def chunks(data: bytes):
 
 
 def load(client: ContainerdClient, data: bytes, tag: str):
-    return NodeLoader(client).load(chunks(data), SourceInfo(label=tag), LoadOptions(tags=(tag,)), log)
+    return NodeTarget(client).load(chunks(data), SourceInfo(label=tag), LoadOptions(tags=(tag,)), log)
 
 
 def export(source: NodeSource, path, omit: frozenset[str] = frozenset()) -> int:
@@ -154,7 +154,7 @@ def test_thin_export_loads_where_the_base_is(containerd, unix_client, tmp_path, 
         path = tmp_path / "base.tar"
         h.write_oci_layout(first, path, f"docker.io/library/thin-base:{tag}")
         load(other, path.read_bytes(), f"thin-base:{tag}")
-        outcome = NodeLoader(other).load(chunks(out.read_bytes()), SourceInfo(label="thin"), LoadOptions(), log)
+        outcome = NodeTarget(other).load(chunks(out.read_bytes()), SourceInfo(label="thin"), LoadOptions(), log)
         assert outcome.image_id == second.manifest_digest
         assert run_cat(containerd, f"docker.io/library/thin:{tag}", "/t.txt", ns) == f"thin {tag}\n"
     finally:
@@ -203,7 +203,7 @@ def test_multi_platform_index_exports_one_platform(containerd, any_client, tmp_p
     foreign = _platform_image([h.layer_tar({"p.txt": f"{foreign_arch} {tag}\n".encode()})], foreign_arch)
     name = f"docker.io/library/multi:{tag}"
     index_digest, _ = _index_archive(tmp_path / "in.tar", {here: native, foreign_arch: foreign}, name)
-    outcome = NodeLoader(client, platform=f"linux/{here}").load(
+    outcome = NodeTarget(client, platform=f"linux/{here}").load(
         chunks((tmp_path / "in.tar").read_bytes()), SourceInfo(label="multi"), LoadOptions(), log)
     assert outcome.image_id == index_digest
 
@@ -294,7 +294,7 @@ def test_converted_legacy_image_exports(containerd, unix_client, tmp_path, base)
     client, _ = unix_client
     tag = secrets.token_hex(4)
     data, config_digest = docker_archive([base, h.layer_tar({"l.txt": f"legacy {tag}\n".encode()})], tags=[f"old:{tag}"])
-    outcome = NodeLoader(client).load(chunks(data), SourceInfo(label="legacy"), LoadOptions(), log)
+    outcome = NodeTarget(client).load(chunks(data), SourceInfo(label="legacy"), LoadOptions(), log)
     out = tmp_path / "out.tar"
     source = NodeSource(client, f"old:{tag}")
     assert source.info().image.config_digest == config_digest

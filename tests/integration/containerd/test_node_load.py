@@ -1,4 +1,4 @@
-"""NodeLoader against real containerd 1.6 and 2.x, over unix and SSH: full, delta, skip, resume, bad archives, concurrency.
+"""NodeTarget against real containerd 1.6 and 2.x, over unix and SSH: full, delta, skip, resume, bad archives, concurrency.
 
 Archives are built without a registry: OCI layouts with harness_containerd,
 legacy docker-archives with tests/unit/archives.docker_archive; the base
@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import harness_containerd as h
-from airflow_provider_artiload.transfer.node.target import NodeLoader
+from airflow_provider_artiload.transfer.node.target import NodeTarget
 from airflow_provider_artiload.exceptions import ArchiveError, ArtiloadError
 from airflow_provider_artiload.transfer.plan import LoadOptions, Send, Skip
 from airflow_provider_artiload.transfer.sources import FileSource, SourceInfo
@@ -62,7 +62,7 @@ def base():
 
 def test_oci_full_then_delta_then_skip(containerd, any_client, tmp_path, base):
     client, dials = any_client
-    loader = NodeLoader(client)
+    loader = NodeTarget(client)
     tag = secrets.token_hex(4)
     first = h.make_image([base, h.layer_tar({"hello.txt": f"one {tag}\n".encode()})], gzipped=[True, False])
     data = oci_bytes(tmp_path, first, f"docker.io/library/artiload-node:{tag}")
@@ -95,8 +95,8 @@ def test_oci_full_then_delta_then_skip(containerd, any_client, tmp_path, base):
     # repeat: the plan skips, the new tag is applied
     again = SourceInfo(label="oci one again", ids={"containerd": first.manifest_digest})
     plan = loader.plan(again, LoadOptions(tags=(f"node-a:{tag}-again",)), log)
-    assert isinstance(plan, Skip) and plan.image_id == first.manifest_digest and plan.client is loader
-    loader.tag_image(plan.image_id, f"node-a:{tag}-again")
+    assert isinstance(plan, Skip) and plan.image_id == first.manifest_digest and plan.target is loader
+    loader.tag(plan.image_id, f"node-a:{tag}-again")
     assert client.get_image(f"{name}-again").target.digest == first.manifest_digest
 
 
@@ -109,7 +109,7 @@ def test_legacy_docker_archive_is_converted(containerd, any_client, tmp_path, ba
     path.write_bytes(data)
     info = FileSource(str(path)).info()  # indexed: the loader knows every digest up front
     assert info.image is not None and info.image.manifest_digest is None
-    loader = NodeLoader(client)
+    loader = NodeTarget(client)
     out = loader.load(chunks(data), info, LoadOptions(), log)
     assert out.image_id == info.image.id_for("containerd") and out.mode in ("full", "delta")
     assert client.get_image(f"docker.io/library/legacy:{tag}").target.digest == out.image_id
@@ -128,7 +128,7 @@ def test_a_cut_load_resumes_on_retry(containerd, ssh_client, tmp_path, base):
     big = h.layer_tar({"big.bin": os.urandom(64 << 20)})
     image = h.make_image([big])
     data = oci_bytes(tmp_path, image, f"docker.io/library/resume:{tag}")
-    loader = NodeLoader(client)
+    loader = NodeTarget(client)
     half = len(data) // 2
     cut = {"done": False}
 
@@ -175,7 +175,7 @@ def test_bad_archives_leave_nothing(containerd, unix_client, tmp_path, damage):
         data = oci_bytes(tmp_path, image, name)
         data = _corrupt_layer(data, image) if damage == "corrupt layer" else data[: len(data) // 2]
     with pytest.raises(ArchiveError):
-        NodeLoader(client).load(chunks(data), SourceInfo(label=damage), LoadOptions(), log)
+        NodeTarget(client).load(chunks(data), SourceInfo(label=damage), LoadOptions(), log)
     assert f"bad:{tag}" not in images(containerd) and no_artiload_lease(containerd)
 
 
@@ -186,7 +186,7 @@ def test_eight_concurrent_loads_into_one_node(containerd, unix_client, tmp_path,
     for i in range(8):
         image = h.make_image([base, h.layer_tar({"n.txt": f"{i} {tag}\n".encode()})], gzipped=[True, False])
         archives.append((oci_bytes(tmp_path, image, f"docker.io/library/many:{tag}-{i}"), image))
-    loader = NodeLoader(client)
+    loader = NodeTarget(client)
 
     def load(i: int):
         return loader.load(chunks(archives[i][0]), SourceInfo(label=f"many {i}"), LoadOptions(), log)
@@ -207,7 +207,7 @@ def test_as_a_fanout_consumer_next_to_another(containerd, unix_client, tmp_path,
     tag = secrets.token_hex(4)
     image = h.make_image([base, h.layer_tar({"f.txt": tag.encode()})], gzipped=[True, False])
     data = oci_bytes(tmp_path, image, f"docker.io/library/fan:{tag}")
-    loader, info, options = NodeLoader(client), SourceInfo(label="fan"), LoadOptions(tags=(f"fan:{tag}-t",))
+    loader, info, options = NodeTarget(client), SourceInfo(label="fan"), LoadOptions(tags=(f"fan:{tag}-t",))
     other = []
     results = Fanout(chunks(data)).run([lambda c: loader.load(c, info, options, log), lambda c: other.append(sum(map(len, c)))])
     assert results[0].image_id == image.manifest_digest and other == [len(data)]

@@ -1,4 +1,4 @@
-"""NodeLoader's planning, the member splitter and ContainerdHook's settings, without a daemon.
+"""NodeTarget's planning, the member splitter and ContainerdHook's settings, without a daemon.
 
 A fake client stands in for containerd where only its answers matter (what
 images and blobs it reports); the real protocol is tested in
@@ -16,7 +16,7 @@ import pytest
 from airflow_provider_artiload.containerd.client import Descriptor, Image as Record
 from airflow_provider_artiload.containerd.content import BlobInfo
 from airflow_provider_artiload.transfer.node.members import member_events
-from airflow_provider_artiload.transfer.node.target import NodeLoader
+from airflow_provider_artiload.transfer.node.target import NodeTarget
 from airflow_provider_artiload.containerd.stream import ref_for
 from airflow_provider_artiload.oci.archive import ArchiveScanner
 from airflow_provider_artiload.exceptions import ConnectError, EndpointError
@@ -63,27 +63,27 @@ def image():
 
 
 def test_plan_skips_when_any_record_targets_the_image():
-    loader = NodeLoader(FakeClient([record("docker.io/library/other:1", B)]))
+    loader = NodeTarget(FakeClient([record("docker.io/library/other:1", B)]))
     plan = loader.plan(SourceInfo("x", ids={"containerd": B}), LoadOptions(tags=("app:1",)), log)
-    assert isinstance(plan, Skip) and plan.client is loader and plan.store == "containerd" and plan.image_id == B
+    assert isinstance(plan, Skip) and plan.target is loader and plan.store == "containerd" and plan.image_id == B
 
 
 def test_plan_sends_counting_the_layer_blobs_present():
-    loader = NodeLoader(FakeClient(blobs={A}))
+    loader = NodeTarget(FakeClient(blobs={A}))
     plan = loader.plan(SourceInfo("x", image=image()), LoadOptions(), log)
-    assert isinstance(plan, Send) and plan.have == 1 and plan.omit == frozenset() and plan.client is loader
+    assert isinstance(plan, Send) and plan.have == 1 and plan.omit == frozenset() and plan.target is loader
 
 
 def test_plan_without_skip_existing_sends_and_a_broken_node_is_unreachable():
     present = FakeClient([record("n", B)])
-    assert isinstance(NodeLoader(present).plan(SourceInfo("x", ids={"containerd": B}), LoadOptions(skip_existing=False), log), Send)
-    plan = NodeLoader(FakeClient(broken=True)).plan(SourceInfo("x", ids={"containerd": B}), LoadOptions(), log)
+    assert isinstance(NodeTarget(present).plan(SourceInfo("x", ids={"containerd": B}), LoadOptions(skip_existing=False), log), Send)
+    plan = NodeTarget(FakeClient(broken=True)).plan(SourceInfo("x", ids={"containerd": B}), LoadOptions(), log)
     assert isinstance(plan, Unreachable) and "fake.sock" in str(plan.error)
 
 
 def test_tag_image_names_the_record_fully_with_the_cri_label():
     client = FakeClient([record("docker.io/library/app:1", B)])
-    NodeLoader(client).tag_image(B, "app:2")
+    NodeTarget(client).tag(B, "app:2")
     assert client.set_calls == [("docker.io/library/app:2", B, {"io.cri-containerd.image": "managed"})]
 
 
@@ -129,7 +129,7 @@ def test_hook_reads_its_extras_with_defaults_and_connects_lazily():
     assert hook.endpoint.url == "unix:///run/k3s/containerd/containerd.sock"
     custom = _hook({"namespace": "default", "snapshotter": "native", "platform": "linux/arm64/v8"})
     assert custom.settings["namespace"] == "default" and custom.settings["platform"] == "linux/arm64/v8"
-    assert custom.loader.snapshotter == "native" and custom.loader.platform == "linux/arm64/v8"
+    assert custom.target.snapshotter == "native" and custom.target.platform == "linux/arm64/v8"
     custom.close()
 
 
