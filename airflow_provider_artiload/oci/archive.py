@@ -4,7 +4,7 @@
 keeps only tar headers and the small JSON members (``manifest.json``,
 ``index.json``, manifests, configs: recognised by their first byte, so
 archives of many small layer blobs are not mistaken for metadata). That is
-enough to describe the image (:mod:`airflow_provider_artiload.oci.image`), to
+enough to describe the image (:mod:`airflow_provider_artiload.oci.metadata`), to
 refuse an empty, garbage, truncated or incomplete archive *before* the
 engine sees its last byte, and to check members against digests.
 
@@ -28,13 +28,14 @@ from typing import Any
 from airflow_provider_artiload.oci.tar import BLOCK, Header, parse_header, parse_pax
 from airflow_provider_artiload.oci.digests import Check, MemberHasher
 from airflow_provider_artiload.exceptions import ArchiveError
-from airflow_provider_artiload.oci.image import Image, Metadata, image_from_archive
+from airflow_provider_artiload.oci.image import Image
+from airflow_provider_artiload.oci.links import RawLinks, link_target, resolve_links
+from airflow_provider_artiload.oci.metadata import Metadata, image_from_archive
 
 METADATA_LIMIT = 16 << 20  # all JSON members together
 JSON_MEMBER_LIMIT = 4 << 20  # one JSON member
 EXTENDED_LIMIT = 1 << 20  # one PAX or GNU long-name header, as Go's reader limits it
 MEMBER_LIMIT = 100_000  # entries; a real image archive has a few hundred
-LINK_HOPS = 40  # as the kernel's symlink limit
 DATA_TYPES = (b"0", b"\0")
 LINK_TYPES = (b"1", b"2")
 HEADER_ONLY = (b"1", b"2", b"3", b"4", b"5", b"6")  # Go reads no data for these, whatever the size field says
@@ -128,7 +129,7 @@ class ArchiveScanner:
         self._zeros = 0  # end-of-archive blocks seen
         self._captured = 0
         self._entries = 0
-        self._raw_links: dict[str, tuple[str, bool]] = {}  # name -> (target as written, symbolic?)
+        self._raw_links: RawLinks = {}
 
     @property
     def ended(self) -> bool:
@@ -281,7 +282,7 @@ class ArchiveScanner:
             self._add_member(name, size)
         elif kind in LINK_TYPES:
             symbolic = kind == b"2"
-            self.index.links[name] = _link_target(name, link, symbolic=symbolic)
+            self.index.links[name] = link_target(name, link, symbolic=symbolic)
             self._raw_links[name] = (link, symbolic)
         return name
 
@@ -333,9 +334,7 @@ class ArchiveScanner:
 
     def _check_links(self) -> None:
         """Every link resolves, through any chain of links and symlinked directories, to a name inside the archive."""
-        for name, (target, symbolic) in self._raw_links.items():
-            start = posixpath.dirname(name) if symbolic else ""
-            self.index.links[name] = _resolve(name, start, target, self._raw_links)
+        self.index.links.update(resolve_links(self._raw_links))
 
 
 def _may_be_metadata(name: str) -> bool:
@@ -356,54 +355,6 @@ def _clean(name: str) -> str:
     if name.startswith("/") or ".." in name.split("/") or "\0" in name:
         raise ArchiveError(f"unsafe member name {name!r} in the archive (absolute or contains '..')")
     return posixpath.normpath(name) if name else name
-
-
-def _link_target(name: str, target: str, *, symbolic: bool) -> str:
-    """The archive path a link names (a symlink relative to its directory), refused if it leaves the archive."""
-    if not target:
-        raise ArchiveError(f"link {name!r} in the archive has no target")
-    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name) if symbolic else "", target))
-    if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
-        raise ArchiveError(f"unsafe link {name!r} -> {target!r} in the archive (points outside it)")
-    return resolved
-
-
-def _resolve(name: str, start: str, target: str, links: dict[str, tuple[str, bool]]) -> str:
-    """Walk ``target`` from ``start`` one component at a time, following symlinks as the kernel would.
-
-    Lexical normalisation alone is not enough: with ``a/b -> ..``, the target
-    ``a/b/../..`` looks inside but leaves the archive.
-    """
-    stack: list[str] = [p for p in start.split("/") if p]
-    todo = [p for p in target.split("/") if p][::-1]
-    hops = 0
-    while todo:
-        part = todo.pop()
-        if part == ".":
-            continue
-        if part == "..":
-            if not stack:
-                raise ArchiveError(f"unsafe link {name!r} -> {target!r} in the archive (resolves outside it)")
-            stack.pop()
-            continue
-        here = "/".join([*stack, part])
-        link = links.get(here)
-        if link is not None and link[1]:  # a symlink on the way: continue from its target
-            hops += 1
-            if hops > LINK_HOPS:
-                raise ArchiveError(f"link {name!r} resolves through too many links (a loop?)")
-            if link[0].startswith("/"):
-                raise ArchiveError(f"unsafe link {here!r} -> {link[0]!r} in the archive (absolute)")
-            todo.extend([p for p in link[0].split("/") if p][::-1])
-            continue
-        stack.append(part)
-        if link is not None:  # a hard link names its target from the archive root
-            hops += 1
-            if hops > LINK_HOPS:
-                raise ArchiveError(f"link {name!r} resolves through too many links (a loop?)")
-            stack = []
-            todo.extend([p for p in link[0].split("/") if p][::-1])
-    return "/".join(stack)
 
 
 def describe(index: ArchiveIndex, platform: str | None = None) -> dict[str, Any]:

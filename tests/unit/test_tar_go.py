@@ -33,7 +33,7 @@ from airflow_provider_artiload.oci.tar import (
     parse_pax,
 )
 from airflow_provider_artiload.exceptions import ArchiveError
-from tests.unit.archives import chunked
+from tests.unit.archives import scan
 
 BLOCK = 512
 
@@ -73,13 +73,6 @@ def rec(key: str, value: str) -> bytes:
     while len(str(length)) + len(body) != length:
         length += 1
     return f"{length}{body}".encode()
-
-
-def scan(data: bytes, sizes=(1, 700, 512, 4096)):
-    scanner = ArchiveScanner()
-    for piece in chunked(data, list(sizes)):
-        scanner.feed(piece)
-    return scanner.finish()
 
 
 def test_the_prefix_field_counts_for_ustar_only_not_for_gnu():

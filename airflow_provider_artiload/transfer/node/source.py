@@ -42,7 +42,8 @@ from airflow_provider_artiload.containerd.errors import BlobNotFound
 from airflow_provider_artiload.oci.reference import normalize, parse
 from airflow_provider_artiload.oci.tar import END, build_member, directory_header, member_header, padding
 from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch, ImageNotFound
-from airflow_provider_artiload.oci.image import OCI_INDEX, Image, Metadata, blob_path, digest_of, image_from_archive
+from airflow_provider_artiload.oci.image import OCI_INDEX, Image, blob_path, digest_of
+from airflow_provider_artiload.oci.metadata import Metadata, image_from_archive
 from airflow_provider_artiload.transfer.sources import SourceInfo
 
 DEFAULT_PLATFORM = "linux/amd64"  # as NodeTarget picks

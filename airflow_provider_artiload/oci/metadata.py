@@ -1,0 +1,290 @@
+"""Read an image from an archive's small JSON members: ``index.json``, ``manifest.json``, manifests, configs.
+
+The model these produce is :mod:`.image`. Input is untrusted: every JSON
+member is depth-checked before parsing, every field checked for its shape
+with an error that names the file, every blob checked against its name.
+Where an archive holds several images, one is chosen as containerd chooses:
+``index.json`` over ``manifest.json``, nested indexes descended, attestation
+manifests skipped, then the platform asked for, or the first image.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from airflow_provider_artiload.exceptions import ArchiveError
+from airflow_provider_artiload.oci.image import (
+    INDEXES,
+    OCI_LAYER,
+    Image,
+    Layer,
+    blob_path,
+    digest_of,
+    docker_layer_type,
+    is_digest,
+    sniff_compression,
+)
+
+MAX_JSON_DEPTH = 64  # real manifests nest 4 deep; json.loads would recurse 100,000 deep
+ATTESTATION = "attestation-manifest"
+
+
+def load_json(raw: bytes, *, name: str, shape: type) -> Any:
+    """Parse a metadata member, refusing the wrong shape with an error naming the file."""
+    depth = _max_depth(raw)
+    if depth > MAX_JSON_DEPTH:
+        raise ArchiveError(f"{name} nests {depth} levels deep; image metadata never nests more than {MAX_JSON_DEPTH}")
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ArchiveError(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(value, shape):
+        raise ArchiveError(f"{name} must hold a JSON {_shape_name(shape)}, not {_shape_name(type(value))}")
+    return value
+
+
+def _max_depth(raw: bytes) -> int:
+    """Bracket depth outside strings, without recursing (a cheap guard before json.loads)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def _shape_name(shape: type) -> str:
+    return {dict: "object", list: "list", str: "string", type(None): "null"}.get(shape, shape.__name__)
+
+
+def field_of(obj: Mapping[str, Any], key: str, shape: type, *, where: str, required: bool = True) -> Any:
+    value = obj.get(key)
+    if value is None and not required:
+        return shape()
+    if not isinstance(value, shape) or isinstance(value, bool) and shape is int:
+        raise ArchiveError(f"{where}: {key!r} must be a {_shape_name(shape)}, got {_shape_name(type(value))}")
+    return value
+
+
+def _digest_field(obj: Mapping[str, Any], key: str, *, where: str) -> str:
+    value = field_of(obj, key, str, where=where)
+    if not is_digest(value):
+        raise ArchiveError(f"{where}: {key!r} is {value[:80]!r}, not a sha256 digest")
+    return value
+
+
+def diff_ids_of(config_raw: bytes, *, name: str) -> list[str]:
+    """The diff IDs a config lists (``rootfs.diff_ids``)."""
+    config = load_json(config_raw, name=name, shape=dict)
+    rootfs = field_of(config, "rootfs", dict, where=name)
+    diff_ids = field_of(rootfs, "diff_ids", list, where=f"{name} rootfs")
+    for diff_id in diff_ids:
+        if not isinstance(diff_id, str) or not is_digest(diff_id):
+            raise ArchiveError(f"{name}: diff ID {diff_id!r} is not a sha256 digest")
+    return diff_ids
+
+
+def platform_of(config_raw: bytes, *, name: str) -> str:
+    config = load_json(config_raw, name=name, shape=dict)
+    parts = [str(config.get("os") or ""), str(config.get("architecture") or ""), str(config.get("variant") or "")]
+    return "/".join(p for p in parts if p)
+
+
+@dataclass
+class Metadata:
+    """What an archive's small JSON members say, by member name (blobs by ``blobs/sha256/<hex>``)."""
+
+    members: Mapping[str, bytes]
+    sizes: Mapping[str, int] = field(default_factory=dict)  # of every regular member (links resolved)
+    heads: Mapping[str, bytes] = field(default_factory=dict)  # each member's first bytes: its compression
+
+    def blob(self, digest: str, *, what: str) -> bytes:
+        raw = self.members.get(blob_path(digest))
+        if raw is None:
+            raise ArchiveError(f"the archive lacks the {what} blob {digest}")
+        if digest_of(raw) != digest:
+            raise ArchiveError(f"blob {blob_path(digest)} does not have the digest its name says ({what})")
+        return raw
+
+
+def image_from_archive(meta: Metadata, *, platform: str | None = None) -> Image:
+    """The archive's (first) image, for ``platform`` (``os/arch[/variant]``) when it holds several.
+
+    ``index.json`` (an OCI layout) wins over ``manifest.json``, as containerd
+    reads it; a legacy docker-archive has only ``manifest.json``.
+    """
+    oci = "index.json" in meta.members and "oci-layout" in meta.members
+    if oci:
+        _check_layout_version(meta.members["oci-layout"])
+        image = _from_index(meta, platform)
+        if "manifest.json" in meta.members:
+            legacy = _from_legacy(meta)
+            _check_same_image(image, legacy)
+            image = replace(image, repo_tags=legacy.repo_tags, format="oci-archive")
+        return image
+    if "manifest.json" in meta.members:
+        return _from_legacy(meta)  # containerd too reads manifest.json when there is no oci-layout
+    if "index.json" in meta.members:
+        raise ArchiveError("not an image archive: it has no manifest.json, and index.json without oci-layout")
+    raise ArchiveError("not an image archive: it has neither manifest.json nor index.json")
+
+
+def _check_layout_version(raw: bytes) -> None:
+    layout = load_json(raw, name="oci-layout", shape=dict)
+    if layout.get("imageLayoutVersion") != "1.0.0":
+        raise ArchiveError(f"oci-layout names version {layout.get('imageLayoutVersion')!r}; only 1.0.0 exists")
+
+
+def _check_same_image(oci: Image, legacy: Image) -> None:
+    """A classic store reads manifest.json, the containerd store index.json: they must describe one image."""
+    if legacy.config_digest != oci.config_digest or [l.path for l in legacy.layers] != [l.path for l in oci.layers]:
+        raise ArchiveError(
+            f"manifest.json (config {legacy.config_digest}) and index.json (config {oci.config_digest}) "
+            "describe different images; engines with different image stores would load different ones"
+        )
+
+
+def _from_legacy(meta: Metadata) -> Image:
+    entries = load_json(meta.members["manifest.json"], name="manifest.json", shape=list)
+    if not entries:
+        raise ArchiveError("manifest.json lists no images")
+    entry = entries[0]
+    if not isinstance(entry, dict):
+        raise ArchiveError(f"manifest.json: an entry must be an object, not {_shape_name(type(entry))}")
+    config_path = field_of(entry, "Config", str, where="manifest.json")
+    layer_paths = field_of(entry, "Layers", list, where="manifest.json")
+    tags = field_of(entry, "RepoTags", list, where="manifest.json", required=False)
+    if not all(isinstance(p, str) for p in layer_paths) or not all(isinstance(t, str) for t in tags):
+        raise ArchiveError("manifest.json: Layers and RepoTags must be lists of strings")
+    raw = meta.members.get(config_path)
+    if raw is None:
+        raise ArchiveError(f"manifest.json names config {config_path!r}, which the archive does not contain")
+    diff_ids = diff_ids_of(raw, name=config_path)
+    if len(diff_ids) != len(layer_paths):
+        raise ArchiveError(f"manifest.json names {len(layer_paths)} layers, config {config_path} lists {len(diff_ids)}")
+    sources = entry.get("LayerSources") if isinstance(entry.get("LayerSources"), dict) else {}
+    layers = []
+    for diff_id, path in zip(diff_ids, layer_paths):
+        digest = "sha256:" + path.rsplit("/", 1)[-1] if path.startswith("blobs/sha256/") else diff_id
+        media = str((sources.get(diff_id) or {}).get("mediaType") or "")
+        if not media:
+            media = docker_layer_type(sniff_compression(meta.heads.get(path, b"")))
+        layers.append(Layer(diff_id=diff_id, digest=digest, media_type=media, size=meta.sizes.get(path), path=path))
+    return Image(
+        config_digest=digest_of(raw),
+        config_size=len(raw),
+        layers=tuple(layers),
+        repo_tags=tuple(tags),
+        format="docker-archive",
+        config_path=config_path,
+        platform=platform_of(raw, name=config_path),
+    )
+
+
+def _from_index(meta: Metadata, platform: str | None) -> Image:
+    index = load_json(meta.members["index.json"], name="index.json", shape=dict)
+    descriptor, parent = _choose_manifest(meta, index, "index.json", platform, parent=None, depth=0)
+    manifest_digest = _digest_field(descriptor, "digest", where="index.json")
+    raw = meta.blob(manifest_digest, what="manifest")
+    name = blob_path(manifest_digest)
+    manifest = load_json(raw, name=name, shape=dict)
+    config = field_of(manifest, "config", dict, where=name)
+    config_digest = _digest_field(config, "digest", where=f"{name} config")
+    config_raw = meta.blob(config_digest, what="config")
+    diff_ids = diff_ids_of(config_raw, name=blob_path(config_digest))
+    descriptors = field_of(manifest, "layers", list, where=name)
+    if len(descriptors) != len(diff_ids):
+        raise ArchiveError(f"manifest {manifest_digest} lists {len(descriptors)} layers, its config {len(diff_ids)}")
+    layers = []
+    for diff_id, desc in zip(diff_ids, descriptors):
+        if not isinstance(desc, dict):
+            raise ArchiveError(f"{name}: a layer must be an object")
+        size = field_of(desc, "size", int, where=f"{name} layer")
+        layers.append(
+            Layer(
+                diff_id=diff_id,
+                digest=_digest_field(desc, "digest", where=f"{name} layer"),
+                media_type=str(desc.get("mediaType") or OCI_LAYER),
+                size=size,
+                path=blob_path(str(desc["digest"])),
+            )
+        )
+    tags = _ref_names(index)
+    return Image(
+        config_digest=config_digest,
+        config_size=len(config_raw),
+        layers=tuple(layers),
+        manifest_digest=manifest_digest,
+        index_digest=parent,
+        repo_tags=tuple(tags),
+        format="oci-layout",
+        config_path=blob_path(config_digest),
+        platform=platform_of(config_raw, name=blob_path(config_digest)),
+    )
+
+
+def _choose_manifest(
+    meta: Metadata, index: dict[str, Any], name: str, platform: str | None, *, parent: str | None, depth: int
+) -> tuple[dict[str, Any], str | None]:
+    """Descend (nested) indexes to one image manifest: the platform asked for, else the only or first image."""
+    if depth > 4:
+        raise ArchiveError(f"{name}: indexes nest too deep")
+    entries = [e for e in field_of(index, "manifests", list, where=name) if isinstance(e, dict)]
+    if not entries:
+        raise ArchiveError(f"{name} lists no manifests")
+    images = [e for e in entries if not _is_attestation(e)]
+    if len(images) == 1 and images[0].get("mediaType") in INDEXES:
+        digest = _digest_field(images[0], "digest", where=name)
+        nested = load_json(meta.blob(digest, what="index"), name=blob_path(digest), shape=dict)
+        return _choose_manifest(meta, nested, blob_path(digest), platform, parent=digest, depth=depth + 1)
+    if platform:
+        wanted = [e for e in images if _platform_matches(e.get("platform"), platform)]
+        if not wanted:
+            have = sorted({_platform_text(e.get("platform")) for e in images})
+            raise ArchiveError(f"{name} has no image for platform {platform} (it has {', '.join(have) or 'none named'})")
+        return wanted[0], parent
+    return images[0], parent
+
+
+def _is_attestation(entry: Mapping[str, Any]) -> bool:
+    annotations = entry.get("annotations") if isinstance(entry.get("annotations"), dict) else {}
+    platform = entry.get("platform") if isinstance(entry.get("platform"), dict) else {}
+    return annotations.get("vnd.docker.reference.type") == ATTESTATION or platform.get("os") == "unknown"
+
+
+def _platform_text(platform: Any) -> str:
+    if not isinstance(platform, dict):
+        return "?"
+    parts = [platform.get("os"), platform.get("architecture"), platform.get("variant")]
+    return "/".join(str(p) for p in parts if p)
+
+
+def _platform_matches(platform: Any, wanted: str) -> bool:
+    have = _platform_text(platform).split("/")
+    want = wanted.split("/")
+    return have[: len(want)] == want or (len(want) == 2 and have[:2] == want)
+
+
+def _ref_names(index: Mapping[str, Any]) -> list[str]:
+    names = []
+    for entry in index.get("manifests") or []:
+        annotations = entry.get("annotations") if isinstance(entry, dict) and isinstance(entry.get("annotations"), dict) else {}
+        name = annotations.get("io.containerd.image.name")
+        if isinstance(name, str) and name:
+            names.append(name)
+    return names
