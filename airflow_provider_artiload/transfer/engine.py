@@ -25,9 +25,17 @@ from airflow_provider_artiload.oci.image import chain_ids, store_of
 from airflow_provider_artiload.oci.layout import layer_position
 from airflow_provider_artiload.oci.tar import build_member
 from airflow_provider_artiload.artifacts import LoadOutcome
-from airflow_provider_artiload.transfer.plan import LoadOptions, Plan, Send, Skip, Unreachable
 from airflow_provider_artiload.transfer.sources import SourceInfo
-from airflow_provider_artiload.transfer.targets import Refused, Streamed, tagged_outcome
+from airflow_provider_artiload.transfer.plan import (
+    LoadOptions,
+    Plan,
+    Refused,
+    Send,
+    Skip,
+    Streamed,
+    Unreachable,
+    tagged_outcome,
+)
 
 
 class EngineTarget:

@@ -1,6 +1,6 @@
 """Load one source into one or many targets (Docker Engines, containerd nodes).
 
-Each target plans for itself (:meth:`LoadTarget.plan`): skip, a thin send,
+Each target plans for itself (:meth:`~.plan.LoadTarget.plan`): skip, a thin send,
 or a full send. Targets stream concurrently (``max_parallel`` at a time)
 from one read of the source; the read is checked as it passes
 (:class:`~airflow_provider_artiload.oci.verify.VerifiedArchive`, with the
@@ -21,9 +21,18 @@ from airflow_provider_artiload.oci.reference import parse_reference
 from airflow_provider_artiload.oci.verify import VerifiedArchive, expect_layers
 from airflow_provider_artiload.progress import Progress
 from airflow_provider_artiload.transfer.fanout import Fanout
-from airflow_provider_artiload.transfer.plan import LoadOptions, Plan, Send, Skip, Unreachable
 from airflow_provider_artiload.transfer.sources import Source, SourceInfo
-from airflow_provider_artiload.transfer.targets import LoadTarget, Refused, Streamed, tagged_outcome
+from airflow_provider_artiload.transfer.plan import (
+    LoadOptions,
+    LoadTarget,
+    Plan,
+    Refused,
+    Send,
+    Skip,
+    Streamed,
+    Unreachable,
+    tagged_outcome,
+)
 
 __all__ = ["LoadOptions", "load"]
 

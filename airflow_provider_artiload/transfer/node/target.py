@@ -1,6 +1,6 @@
 """NodeTarget: a containerd node (k3s, Kubernetes, nerdctl host) as a load target, next to Docker engines.
 
-It answers what :class:`~airflow_provider_artiload.transfer.targets.LoadTarget`
+It answers what :class:`~airflow_provider_artiload.transfer.plan.LoadTarget`
 asks: :meth:`plan` (before any byte moves: skip when a record already names
 the image) and :meth:`upload`, one consumer of the fan-out, where :meth:`load`
 reads the archive's chunks once, writes only the blobs the node's content
@@ -25,8 +25,7 @@ from airflow_provider_artiload.oci.archive import ArchiveIndex, ArchiveScanner
 from airflow_provider_artiload.oci.reference import normalize
 from airflow_provider_artiload.exceptions import ArchiveError, ArtiloadError, ImageNotFound
 from airflow_provider_artiload.oci.image import Image
-from airflow_provider_artiload.transfer.plan import LoadOptions, Send, Skip, Unreachable
-from airflow_provider_artiload.transfer.targets import Streamed
+from airflow_provider_artiload.transfer.plan import LoadOptions, Send, Skip, Streamed, Unreachable
 from airflow_provider_artiload.transfer.sources import SourceInfo
 
 STORE = "containerd"
