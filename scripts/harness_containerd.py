@@ -12,6 +12,7 @@ everything under the workdir.
     python scripts/harness_containerd.py stop DIR
 
 Stdlib only (plus scripts/harness.py's process helpers); never imports artiload.
+:class:`Dials` wraps any client's dial function, for tests and benchmarks alike.
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -145,6 +149,42 @@ def start_containerd(workdir: str | os.PathLike[str], binary: str = DEBIAN_CONTA
             server.stop(timeout=5)
             raise HarnessError(f"containerd {version} ({binary}) {why}; {log_path} ends with:\n{log_tail(log_path)}")
         time.sleep(0.1)
+
+
+# ---------------------------------------------------------------- a client's streams, counted and cut
+
+
+class Dials:
+    """A dial function that remembers its open streams, so a test can cut them mid-call (an SSH link dropping).
+
+    ``bytes_out`` counts every byte the client sent on these streams, gRPC framing included.
+    """
+
+    def __init__(self, dial: Callable[[], Any]) -> None:
+        self._dial = dial
+        self.streams: list[Any] = []
+        self.bytes_out = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Any:
+        stream = self._dial()
+        send = stream.sendall
+
+        def counted(data: Any) -> None:
+            with self._lock:
+                self.bytes_out += len(data)
+            send(data)
+
+        stream.sendall = counted
+        with self._lock:
+            self.streams.append(stream)
+        return stream
+
+    def cut(self) -> None:
+        with self._lock:
+            streams, self.streams = self.streams, []
+        for stream in streams:
+            stream.abort()
 
 
 # ---------------------------------------------------------------- test images (no registry)

@@ -6,9 +6,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
-import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -18,6 +15,7 @@ import pytest
 import harness  # scripts/harness.py, put on sys.path by tests/conftest.py
 from airflow_provider_artiload.hooks.engine import DockerEngineHook
 from airflow_provider_artiload.operators import DockerLoadOperator, SaveImageOperator
+from tests.processes import running
 from tests.integration.test_engine_transfer import BASE
 
 LOADS = 16
@@ -28,16 +26,8 @@ APP_LAYER = 2 << 20
 @pytest.fixture(scope="module")
 def target(request):
     """An engine of this module's own, so its image set is exactly what the backfill made."""
-    workdir = tempfile.mkdtemp(prefix="al-", dir="/tmp")
-    eng = harness.start_engine(workdir, name="backfill")
-    try:
+    with running(request, "engine backfill", lambda d: harness.start_engine(d, name="backfill")) as eng:
         yield eng
-    finally:
-        eng.stop()
-        if request.session.testsfailed:
-            print(f"\nkept {workdir} for inspection", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -8,82 +8,36 @@ socket or, with ``ssh_dialer``, through the loopback sshd's streamlocal channel.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import sys
-import tempfile
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
-import harness_containerd  # scripts/, put on sys.path by tests/conftest.py
+import harness_containerd  # scripts/, put on sys.path by tests/processes.py
 from airflow_provider_artiload.containerd import ContainerdClient
 from airflow_provider_artiload.endpoints import parse_endpoint
 from airflow_provider_artiload.transport import Stream, open_dialer
+from harness_containerd import Dials
+from tests.processes import running
 
 BINARIES = {"1.6": harness_containerd.DEBIAN_CONTAINERD, "2.x": harness_containerd.FETCHED_CONTAINERD}
 
 
 @pytest.fixture(scope="session", params=sorted(BINARIES), ids=lambda v: f"containerd-{v}")
 def containerd(request: pytest.FixtureRequest) -> Iterator[harness_containerd.Containerd]:
-    workdir = tempfile.mkdtemp(prefix="al-ctd-", dir="/tmp")
-    try:
-        server = harness_containerd.start_containerd(workdir, BINARIES[request.param])
-    except harness_containerd.HarnessError as exc:
-        with contextlib.suppress(OSError):
-            os.rmdir(workdir)
-        pytest.fail(f"could not start containerd {request.param}: {exc}", pytrace=False)
-    try:
+    start = lambda d: harness_containerd.start_containerd(d, BINARIES[request.param])  # noqa: E731
+    with running(request, f"containerd {request.param}", start, prefix="al-ctd-") as server:
         yield server
-    finally:
-        server.stop()
-        if request.session.testsfailed:
-            print(f"\nkept {workdir} for inspection", file=sys.stderr)
-        else:
-            for _ in range(20):  # 2.x may still be removing its own sockets just after it exited
-                shutil.rmtree(workdir, ignore_errors=True)
-                if not os.path.exists(workdir):
-                    break
-                time.sleep(0.1)
 
 
-class Dials:
-    """A dial function that remembers its open streams, so a test can cut them mid-call."""
-
-    def __init__(self, dial: Callable[[], Stream]) -> None:
-        self._dial = dial
-        self.streams: list[Stream] = []
-        self.bytes_out = 0  # every byte the client sent on these streams (gRPC framing included)
-        self._lock = threading.Lock()
-
-    def __call__(self) -> Stream:
-        stream = self._dial()
-        stream.settimeout(None)
-        send = stream.sendall
-
-        def counted(data) -> None:
-            with self._lock:
-                self.bytes_out += len(data)
-            send(data)
-
-        stream.sendall = counted  # type: ignore[method-assign]
-        with self._lock:
-            self.streams.append(stream)
-        return stream
-
-    def cut(self) -> None:
-        with self._lock:
-            streams, self.streams = self.streams, []
-        for stream in streams:
-            stream.abort()
+def _untimed(stream: Stream) -> Stream:
+    """No read timeout once dialled (the dial's 15 s bounds the unix connect only), as these tests always had."""
+    stream.settimeout(None)
+    return stream
 
 
 def _client(url: str, extras: dict | None = None) -> tuple[ContainerdClient, Dials, object]:
     dialer = open_dialer(parse_endpoint(url, kind="engine", extras=extras))  # no "containerd" kind yet
-    dials = Dials(lambda: dialer.dial(timeout=15))
+    dials = Dials(lambda: _untimed(dialer.dial(timeout=15)))
     return ContainerdClient(dials, namespace="k8s.io", where=url), dials, dialer
 
 
