@@ -43,7 +43,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,36 +142,6 @@ def oci_archive(out: str, name: str, layers: list[Blob], diff_ids: list[str]) ->
 # ---------------------------------------------------------------- worker (runs in a fresh subprocess)
 
 
-class CountingDials:
-    """A dial function counting every byte the client sends, able to cut every stream (an SSH link dropping)."""
-
-    def __init__(self, dial: Any) -> None:
-        self._dial = dial
-        self.streams: list[Any] = []
-        self.bytes_out = 0
-        self._lock = threading.Lock()
-
-    def __call__(self) -> Any:
-        stream = self._dial()
-        send = stream.sendall
-
-        def counted(data: Any) -> None:
-            with self._lock:
-                self.bytes_out += len(data)
-            send(data)
-
-        stream.sendall = counted
-        with self._lock:
-            self.streams.append(stream)
-        return stream
-
-    def cut(self) -> None:
-        with self._lock:
-            streams, self.streams = self.streams, []
-        for stream in streams:
-            stream.abort()
-
-
 def worker(job: dict[str, Any]) -> dict[str, Any]:
     if job["op"] == "cli":
         return run_cli(job["cmd"], stderr=subprocess.PIPE)
@@ -188,7 +157,8 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
 
     log = logging.getLogger("bench_node")
     dialer = open_dialer(parse_endpoint(job["url"], kind="engine", extras=job["extras"]))
-    dials = CountingDials(lambda: dialer.dial(timeout=30))
+    hc = load_script("harness_containerd", REPO / "scripts" / "harness_containerd.py")
+    dials = hc.Dials(lambda: dialer.dial(timeout=30))  # counts the wire bytes, and cuts the link
     client = ContainerdClient(dials, namespace="k8s.io", where=job["url"], timeout=300)
     loader = NodeTarget(client)
     client.version()  # connect first: only the transfer is measured
