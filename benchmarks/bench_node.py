@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import Meter, load_script, parse_size, run_cli, size_label  # noqa: E402 - shared with the other benchmarks
+from measure import Meter, load_script, parse_size, run_cli, size_label, stop_all  # noqa: E402 - shared with the other benchmarks
 from measure import run_worker as run_script  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -221,13 +221,7 @@ class Rig:
     env: dict[str, str] | None = None
 
     def stop(self) -> None:
-        for proc in (self.sshd, self.node):
-            if proc is not None:
-                try:
-                    proc.stop()
-                except Exception as exc:  # noqa: BLE001 - keep stopping the others
-                    print(f"warning: stopping {proc}: {exc}", file=sys.stderr)
-        shutil.rmtree(self.work, ignore_errors=True)
+        stop_all((self.sshd, self.node), self.work)
 
     @property
     def url(self) -> str:

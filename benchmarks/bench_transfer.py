@@ -35,7 +35,6 @@ import json
 import os
 import platform
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
@@ -47,7 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import measure  # noqa: E402 - shared with the other benchmarks
-from measure import Meter, load_script, parse_size, run_cli, size_label  # noqa: E402
+from measure import Meter, load_script, parse_size, run_cli, size_label, stop_all  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
@@ -106,13 +105,7 @@ class Rig:
     env: dict[str, str] = field(default_factory=dict)
 
     def stop(self) -> None:
-        for proc in (self.sshd, self.target, self.source):
-            if proc is not None:
-                try:
-                    proc.stop()
-                except Exception as exc:  # noqa: BLE001 - keep stopping the others
-                    print(f"warning: stopping {proc}: {exc}", file=sys.stderr)
-        shutil.rmtree(self.work, ignore_errors=True)
+        stop_all((self.sshd, self.target, self.source), self.work)
 
     def cli(self, engine: Any, *args: str) -> str:
         argv = [self.docker, "-H", engine.unix_url, *args]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -32,6 +33,17 @@ def parse_size(text: str) -> int:
 
 def size_label(size: int) -> str:
     return f"{size >> 30} GiB" if size % (1 << 30) == 0 else f"{size >> 20} MiB"
+
+
+def stop_all(procs: tuple[Any, ...], work: str) -> None:
+    """Stop every process that was started (a failure is reported, the others still stop), then remove ``work``."""
+    for proc in procs:
+        if proc is not None:
+            try:
+                proc.stop()
+            except Exception as exc:  # noqa: BLE001 - keep stopping the others
+                print(f"warning: stopping {proc}: {exc}", file=sys.stderr)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def load_script(name: str, path: Path) -> Any:
