@@ -26,7 +26,8 @@ from google.protobuf import field_mask_pb2
 
 from airflow_provider_artiload.containerd._proto import content_pb2, content_pb2_grpc
 from airflow_provider_artiload.containerd.errors import ContainerdError, status_code
-from airflow_provider_artiload.exceptions import ArchiveError, ArtiloadError, DigestMismatch
+from airflow_provider_artiload.exceptions import ArchiveError, ArtiloadError
+from airflow_provider_artiload.oci.verify import refused
 
 if TYPE_CHECKING:
     from airflow_provider_artiload.containerd.client import ContainerdClient
@@ -224,7 +225,7 @@ def _write_once(
             return writer.sent  # someone (maybe us, before a cut) finished it
         if code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT) and "unexpected" in (exc.details() or ""):
             client.abort_write(ref)  # the bytes are wrong: never resume from them
-            raise DigestMismatch(f"containerd at {client.where} refused blob {digest}: {exc.details()}") from exc
+            raise refused(f"containerd at {client.where}", "a blob", digest, exc.details() or "corrupt") from exc
         if writer.error is not None:
             raise _source_error(writer.error, what) from writer.error
         raise client.error(exc, what, started=writer.sent > 0) from exc

@@ -34,6 +34,7 @@ from airflow_provider_artiload.containerd import content
 from airflow_provider_artiload.containerd._proto import content_pb2, content_pb2_grpc
 from airflow_provider_artiload.containerd.errors import ContainerdError, status_code
 from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch
+from airflow_provider_artiload.oci.verify import mismatch, refused
 
 if TYPE_CHECKING:
     from airflow_provider_artiload.containerd.client import ContainerdClient
@@ -182,7 +183,7 @@ class BlobStream:
                 content.abort_write(self.client, self.ref)
             except ContainerdError:
                 pass
-            raise DigestMismatch(f"{self.what} has sha256 {digest}, but the archive says it is {self.digest} (corrupt)")
+            raise mismatch(self.what, f"sha256 {digest}", f"the archive says it is {self.digest}")
         if not self.exists:
             if self._pending:
                 self._send(bytes(self._pending))
@@ -214,7 +215,7 @@ class BlobStream:
         try:
             content.write_blob(self.client, self.ref, digest, self.size, nothing_more, labels)
         except DigestMismatch:
-            raise DigestMismatch(f"containerd at {self.client.where} refused {self.what}: it is not {digest} (corrupt)") from None
+            raise refused(f"containerd at {self.client.where}", self.what, digest) from None
 
     def abandon(self) -> None:
         """Stop the data stream (the bytes so far stay under the ref, for a retry)."""

@@ -28,8 +28,9 @@ from airflow_provider_artiload.containerd._proto import (
 )
 from airflow_provider_artiload.containerd.content import UNCOMPRESSED_LABEL, set_labels
 from airflow_provider_artiload.containerd.errors import ContainerdError
-from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch, ImageNotFound
+from airflow_provider_artiload.exceptions import ArchiveError, ImageNotFound
 from airflow_provider_artiload.oci.image import chain_ids
+from airflow_provider_artiload.oci.verify import DIFF_ID, require_digest
 
 if TYPE_CHECKING:
     from airflow_provider_artiload.containerd.client import ContainerdClient
@@ -123,11 +124,8 @@ def _apply_layer(client: ContainerdClient, snapshotter: str, layer: Layer, chain
         )
         request = diff_pb2.ApplyRequest(diff=descriptor, mounts=mounts)
         applied = client.call(diff_pb2_grpc.DiffStub, "Apply", request, f"Diff.Apply {layer.digest}").applied
-        if applied.digest != layer.diff_id:
-            raise DigestMismatch(
-                f"containerd at {client.where}: layer {layer.digest} unpacks to {applied.digest}, "
-                f"but the image says its diff ID is {layer.diff_id}"
-            )
+        require_digest(applied.digest, layer.diff_id, what=f"layer {layer.digest}", claim=DIFF_ID, how=" unpacked",
+                       where=f"containerd at {client.where}")
         commit = snapshots_pb2.CommitSnapshotRequest(snapshotter=snapshotter, name=chain_id, key=key, labels=labels)
         try:
             client.call(stub, "Commit", commit, f"Snapshots.Commit {chain_id}")

@@ -4,6 +4,12 @@ Decompression follows what the engines do (Go's DecompressStream): the
 format is decided by the first bytes, gzip reads every member of a
 multi-member stream, zstd every frame; output is produced in bounded pieces,
 so a small compressed chunk that inflates hugely never sits in memory whole.
+
+Every comparison of bytes against a digest, here and in the node and
+containerd code, reports through :func:`require_digest` (and its kin below),
+so a DigestMismatch always reads ``<where>: <what> has <found>, but <claim>
+(<verdict>)``. They live here, below the scanner, because the hasher needs
+them; :mod:`.verify` (which says what is checked when) re-exports them.
 """
 
 from __future__ import annotations
@@ -18,6 +24,40 @@ from airflow_provider_artiload.oci.image import sniff_compression
 
 PIECE = 4 << 20
 SNIFF = 4
+BLOB = "the image says its blob is"  # a claim: who named the digest the bytes were held against
+DIFF_ID = "the image config says its diff ID is"
+SIZE = "the image says its size is"
+
+
+# ---------------------------------------------------------------- how a mismatch is reported
+
+
+def mismatch(what: str, found: str, claim: str, *, where: str = "", verdict: str = "corrupt") -> DigestMismatch:
+    """The one shape of a DigestMismatch: where, the thing read, what it hashed to, who said otherwise, and so what."""
+    prefix = f"{where}: " if where else ""
+    return DigestMismatch(f"{prefix}{what} has {found}, but {claim} ({verdict})")
+
+
+def require_digest(
+    actual: str | None, expected: str, *, what: str, claim: str = BLOB, how: str = "", where: str = "", verdict: str = "corrupt"
+) -> None:
+    """Raise :func:`mismatch` unless the bytes hashed to ``expected``; ``how`` says what was hashed (`` uncompressed``)."""
+    if actual != expected:
+        raise mismatch(what, f"sha256 {actual}{how}", f"{claim} {expected}", where=where, verdict=verdict)
+
+
+def require_size(actual: int, expected: int, *, what: str, claim: str = SIZE, where: str = "", verdict: str = "corrupt") -> None:
+    """Raise :func:`mismatch` unless ``actual`` bytes were read where ``expected`` were promised."""
+    if actual != expected:
+        raise mismatch(what, f"{actual} bytes", f"{claim} {expected}", where=where, verdict=verdict)
+
+
+def refused(by: str, what: str, expected: str, detail: str = "corrupt") -> DigestMismatch:
+    """A store that hashes what it is sent (containerd's commit) said no: who, what, and what it should have been."""
+    return DigestMismatch(f"{by} refused {what}: its bytes are not {expected} ({detail})")
+
+
+# ---------------------------------------------------------------- hashing
 
 
 @dataclass(frozen=True)
@@ -131,10 +171,8 @@ class MemberHasher:
             self._start()
         blob = "sha256:" + self._blob.hexdigest() if self._blob is not None else None
         diff = None
-        if self.check.digest and blob != self.check.digest:
-            raise DigestMismatch(
-                f"{self.check.what} {self.name} has sha256 {blob}, but the image says its blob is {self.check.digest} (corrupt)"
-            )
+        if self.check.digest:
+            require_digest(blob, self.check.digest, what=f"{self.check.what} {self.name}")
         if self._broken is not None:
             raise self._broken
         if self.check.diff_id or self.check.inflate:
@@ -143,10 +181,7 @@ class MemberHasher:
                 diff = "sha256:" + self._diff.hexdigest()
             else:
                 diff = blob  # an uncompressed layer's blob is its tar
-        if self.check.diff_id and diff != self.check.diff_id:
+        if self.check.diff_id:
             how = " uncompressed" if self._inflater is not None else ""
-            raise DigestMismatch(
-                f"{self.check.what} {self.name} has sha256 {diff}{how}, "
-                f"but the image config says its diff ID is {self.check.diff_id} (corrupt layer)"
-            )
+            require_digest(diff, self.check.diff_id, what=f"{self.check.what} {self.name}", claim=DIFF_ID, how=how)
         return blob, diff

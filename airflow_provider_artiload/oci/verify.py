@@ -1,14 +1,32 @@
-"""Check an image archive while it streams, and withhold its end until it passes.
+"""How artiload verifies image bytes: which are checked, when, by what, and how a mismatch reads.
 
-What is checked, each byte hashed once:
-- with the whole archive read and a digest promised (an artifact): its sha256;
-- the members ``expect`` names (layers no engine will check) against their
-  blob digest and diff ID, through gzip or zstd;
-- always: tar structure as Go reads it, metadata naming only members that are
-  present (or deliberately left out), and the image's identity against every
-  digest promised (:meth:`Image.ids`: config, manifest or index digest).
-The last chunk is held back until all of that passed: a target engine never
-receives the end of a bad archive, so it cannot finish loading it.
+**How.** Bytes are hashed as they stream (``digests.MemberHasher``; through
+gzip or zstd for a diff ID) and held against a digest with
+:func:`require_digest` or :func:`require_size`; a store that hashes for
+itself and says no is reported with :func:`refused`. Every DigestMismatch
+reads ``<where>: <what> has <found>, but <claim> (<verdict>)``.
+
+**Which, and when.**
+
+- Any archive streamed to a target passes through :class:`VerifiedArchive`:
+  tar structure as Go reads it, metadata naming only members present (or
+  left out on purpose), the image's identity against every digest promised,
+  and either the artifact's sha256 (when one is promised, it covers every
+  byte) or the members ``expect`` names; each byte is hashed once. The last
+  chunk is withheld until all of that passed, so a target never receives the
+  end of a bad archive and cannot finish loading it.
+- Which members ``expect`` names is the policy section at the end of this
+  module: a save or a reused archive hashes every member; a load, only the
+  layers some target would record without checking them itself.
+- A layer an engine registers is checked by the engine; its refusal is
+  translated in ``engine/client.py``.
+- A containerd node load hashes each blob as it is written
+  (``containerd/stream.py``), containerd hashes it again at commit
+  (``containerd/content.py``), each layer's diff ID is checked as it is
+  unpacked (``containerd/unpack.py``), and a legacy ``layer.tar``'s digest
+  and the image's target after the stream (``transfer/node/finish.py``).
+- A node export (``transfer/node/source.py``) checks every blob it reads
+  from the node before passing on the blob's last piece.
 
 A gzip-compressed archive (which ``docker load`` accepts) passes through
 compressed; it is decompressed only for the checks, in bounded pieces, every
@@ -22,7 +40,17 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 
 from airflow_provider_artiload.oci.archive import ArchiveIndex, ArchiveScanner, Expect
-from airflow_provider_artiload.oci.digests import Check, Inflater
+from airflow_provider_artiload.oci.digests import (
+    BLOB,
+    DIFF_ID,
+    SIZE,
+    Check,
+    Inflater,
+    mismatch,
+    refused,
+    require_digest,
+    require_size,
+)
 from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch
 from airflow_provider_artiload.oci.image import Image
 from airflow_provider_artiload.oci.layout import layer_position
@@ -96,9 +124,11 @@ class VerifiedArchive:
                 "the file changed or is corrupt, nothing was loaded"
             )
         if self.expected_ids - image.ids():
-            raise DigestMismatch(
-                f"the archive holds image {image.manifest_digest or image.config_digest} "
-                f"(config {image.config_digest}), expected {', '.join(sorted(self.expected_ids - image.ids()))}"
+            raise mismatch(
+                "the archive",
+                f"image {image.manifest_digest or image.config_digest} (config {image.config_digest})",
+                f"{', '.join(sorted(self.expected_ids - image.ids()))} was expected",
+                verdict="a different image",
             )
         self.index, self.image = index, image
 
@@ -135,11 +165,8 @@ def check_layers(index: ArchiveIndex, image: Image) -> None:
     for layer in image.layers:
         path = layer.path or ""
         member = index.members.get(index.links.get(path, path))
-        if member is None or member.diff_id != layer.diff_id:
-            raise DigestMismatch(
-                f"layer {path} has sha256 {member.diff_id if member else None} uncompressed, "
-                f"but the image config says its diff ID is {layer.diff_id} (corrupt layer)"
-            )
+        found = member.diff_id if member else None
+        require_digest(found, layer.diff_id, what=f"layer {path}", claim=DIFF_ID, how=" uncompressed")
 
 
 def expect_layers(image: Image | None, diff_ids: Sequence[str], positions: AbstractSet[int]) -> Expect | None:
@@ -165,3 +192,18 @@ def expect_layers(image: Image | None, diff_ids: Sequence[str], positions: Abstr
         return Check(diff_id=diff_ids[position])
 
     return expect
+
+
+__all__ = [
+    "BLOB",
+    "DIFF_ID",
+    "SIZE",
+    "VerifiedArchive",
+    "check_layers",
+    "every_member",
+    "expect_layers",
+    "mismatch",
+    "refused",
+    "require_digest",
+    "require_size",
+]

@@ -18,8 +18,9 @@ from airflow_provider_artiload.containerd import content, unpack
 from airflow_provider_artiload.containerd.client import Descriptor
 from airflow_provider_artiload.transfer.node.receive import Received
 from airflow_provider_artiload.oci.archive import ArchiveIndex
-from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch
+from airflow_provider_artiload.exceptions import ArchiveError
 from airflow_provider_artiload.oci.image import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Image, blob_path, digest_of
+from airflow_provider_artiload.oci.verify import BLOB, DIFF_ID, require_digest
 
 if TYPE_CHECKING:
     from airflow_provider_artiload.containerd.client import ContainerdClient
@@ -55,8 +56,8 @@ def complete(
             content.set_labels(client, image.index_digest, {f"containerd.io/gc.ref.content.m.{i}": d for i, d in enumerate(children) if d})
             target = Descriptor(_media(index_raw, OCI_INDEX), image.index_digest, sizes[image.index_digest])
         media = [layer.media_type for layer in image.layers]
-    if target.digest != image.id_for("containerd"):
-        raise DigestMismatch(f"{where}: the image's target is {target.digest}, not {image.id_for('containerd')} as expected")
+    require_digest(target.digest, image.id_for("containerd"), what="the image's target", claim="the archive says the image is",
+                   where=where, verdict="a different image")
     layers = [
         unpack.Layer(layer.digest, media[i], sizes[layer.digest], layer.diff_id) for i, layer in enumerate(image.layers)
     ]
@@ -104,10 +105,8 @@ def _check_layers(image: Image, index: ArchiveIndex, got: Received) -> None:
     for layer in image.layers:
         path = index.links.get(layer.path or "", layer.path or "")
         seen = got.digests.get(path)
-        if seen is not None and seen != layer.digest:
-            raise DigestMismatch(
-                f"layer {layer.path} has sha256 {seen}, but the image config says its diff ID is {layer.diff_id} (corrupt layer)"
-            )
+        if seen is not None:
+            require_digest(seen, layer.digest, what=f"layer {layer.path}", claim=DIFF_ID if layer.digest == layer.diff_id else BLOB)
 
 
 def _with_sizes(image: Image, sizes: dict[str, int]) -> Image:

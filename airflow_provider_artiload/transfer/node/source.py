@@ -41,14 +41,16 @@ from airflow_provider_artiload.containerd.client import ContainerdClient, Descri
 from airflow_provider_artiload.containerd.errors import BlobNotFound
 from airflow_provider_artiload.oci.reference import normalize, parse
 from airflow_provider_artiload.oci.tar import END, build_member, directory_header, member_header, padding
-from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch, ImageNotFound
+from airflow_provider_artiload.exceptions import ArchiveError, ImageNotFound
 from airflow_provider_artiload.oci.image import OCI_INDEX, Image, blob_path, digest_of
 from airflow_provider_artiload.oci.metadata import Metadata, image_from_archive
+from airflow_provider_artiload.oci.verify import SIZE, mismatch, require_digest, require_size
 from airflow_provider_artiload.transfer.sources import SourceInfo
 
 DEFAULT_PLATFORM = "linux/amd64"  # as NodeTarget picks
 JSON_BLOB_LIMIT = 4 << 20  # an index, manifest or config; as the archive scanner's limit for one JSON member
 LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
+STORE_CORRUPT = "the node's content store is corrupt"  # what it means when a blob read back is not what its name says
 
 
 @dataclass(frozen=True)
@@ -164,22 +166,18 @@ class NodeSource:
 
     def _blob(self, digest: str, size: int, what: str) -> Iterator[bytes]:
         """The blob's bytes, checked: the last piece is yielded only once digest and size match."""
-        hasher, count, held = hashlib.sha256(), 0, None
+        hasher, count, held, blob = hashlib.sha256(), 0, None, f"blob {digest} ({what})"
         with contextlib.closing(self.client.read_blob(digest)) as pieces:  # closed early: the Read is cancelled
             for piece in pieces:
                 count += len(piece)
                 if count > size:
-                    raise DigestMismatch(f"{self.where}: blob {digest} ({what}) is longer than its size {size}")
+                    raise mismatch(blob, f"more than {size} bytes", f"{SIZE} {size}", where=self.where, verdict=STORE_CORRUPT)
                 hasher.update(piece)
                 if held is not None:
                     yield held
                 held = piece
-        got = "sha256:" + hasher.hexdigest()
-        if count != size or got != digest:
-            raise DigestMismatch(
-                f"{self.where}: blob {digest} ({what}) reads as {count} bytes with digest {got}, "
-                f"not {size} bytes with digest {digest}: the node's content store is corrupt"
-            )
+        require_size(count, size, what=blob, where=self.where, verdict=STORE_CORRUPT)
+        require_digest("sha256:" + hasher.hexdigest(), digest, what=blob, where=self.where, verdict=STORE_CORRUPT)
         if held is not None:
             yield held
 
@@ -204,8 +202,7 @@ class _NodeJSON:
                 data = b"".join(bytes(piece) for piece in client.read_blob(digest))
             except BlobNotFound:  # collected by the node's GC between the stat and the read
                 raise ArchiveError(lacks) from None
-            if digest_of(data) != digest:
-                raise DigestMismatch(f"{where}: blob {digest} reads with digest {digest_of(data)}: the content store is corrupt")
+            require_digest(digest_of(data), digest, what=f"blob {digest}", where=where, verdict=STORE_CORRUPT)
             self.read[digest] = data
         return self.read[digest]
 
