@@ -28,7 +28,7 @@ import grpc
 
 from airflow_provider_artiload.buildkit._proto import control_pb2, control_pb2_grpc
 from airflow_provider_artiload.buildkit.session.auth import AuthProvider
-from airflow_provider_artiload.transport.grpc import DialBridge, open_channel, translate_rpc_error
+from airflow_provider_artiload.transport.grpc import BridgedChannel, translate_rpc_error
 from airflow_provider_artiload.buildkit.session.filesend import FileSend
 from airflow_provider_artiload.buildkit.session.filesync import FileSync
 from airflow_provider_artiload.buildkit.session.secrets import SecretsProvider, SecretValue
@@ -152,8 +152,7 @@ class BuildKitClient:
         self._grpc_dial = grpc_dial
         self._session_dial = session_dial
         self._session_name = session_name
-        self._bridge: DialBridge | None = None
-        self._channel: grpc.Channel | None = None
+        self._grpc = BridgedChannel(grpc_dial, name="buildkit-grpc")
         self._lock = threading.Lock()
         self._active: list[Any] = []
         self._cancelled = threading.Event()
@@ -161,14 +160,12 @@ class BuildKitClient:
 
     @property
     def stub(self) -> control_pb2_grpc.ControlStub:
-        with self._lock:
-            if self._channel is None:
-                self._bridge = DialBridge(self._grpc_dial, name="buildkit-grpc")
-                self._channel = open_channel(self._bridge)
-            return control_pb2_grpc.ControlStub(self._channel)
+        return control_pb2_grpc.ControlStub(self._grpc.channel)
 
     def _error(self, exc: grpc.RpcError, what: str) -> Exception:
-        return translate_rpc_error(exc, where=self.where, what=what, bridge=self._bridge)
+        return translate_rpc_error(
+            exc, peer="BuildKit", where=self.where, what=what, fallback=BuildError, dial_error=self._grpc.dial_error
+        )
 
     def list_workers(self, timeout: float = 30.0) -> list[Worker]:
         try:
@@ -309,13 +306,7 @@ class BuildKitClient:
 
     def close(self) -> None:
         self.cancel()
-        with self._lock:
-            if self._channel is not None:
-                self._channel.close()
-                self._channel = None
-            if self._bridge is not None:
-                self._bridge.close()
-                self._bridge = None
+        self._grpc.close()
 
 
 def _consume_status(call: Any, printer: StatusPrinter) -> None:

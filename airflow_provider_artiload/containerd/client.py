@@ -1,8 +1,8 @@
 """ContainerdClient: containerd's gRPC API over any artiload Stream (unix socket, SSH streamlocal).
 
 containerd speaks plain gRPC on its socket. grpcio cannot be handed a
-connected socket, so every connection goes through the BuildKit client's
-:class:`DialBridge` (a private unix socket piped to ``dial()``): the SSH
+connected socket, so every connection goes through ``transport/grpc.py``'s
+:class:`BridgedChannel` (a private unix socket piped to ``dial()``): the SSH
 case needs nothing on the node but sshd.
 
 Every call carries the namespace as metadata ``containerd-namespace``; inside
@@ -26,7 +26,7 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2, field_mask_pb2
 
-from airflow_provider_artiload.transport.grpc import DialBridge, Duplex, open_channel
+from airflow_provider_artiload.transport.grpc import BridgedChannel, Duplex, status_code
 from airflow_provider_artiload.containerd import content, unpack
 from airflow_provider_artiload.containerd._proto import (
     containerd_types_pb2,
@@ -38,7 +38,7 @@ from airflow_provider_artiload.containerd._proto import (
     namespaces_pb2_grpc,
     version_pb2_grpc,
 )
-from airflow_provider_artiload.containerd.errors import ContainerdError, status_code, translate
+from airflow_provider_artiload.containerd.errors import ContainerdError, is_lock, translate
 from airflow_provider_artiload.exceptions import ArtiloadError, ImageNotFound
 
 LEASE_EXPIRE_LABEL = "containerd.io/gc.expire"
@@ -91,21 +91,14 @@ class ContainerdClient:
         self.namespace = namespace
         self.where = where
         self.timeout = timeout  # for unary calls; streams are bounded by the transport instead
-        self._dial = dial
-        self._lock = threading.Lock()
-        self._bridge: DialBridge | None = None
-        self._channel: grpc.Channel | None = None
+        self._grpc = BridgedChannel(dial, name="containerd-grpc")
         self._local = threading.local()
 
     # ------------------------------------------------------------ plumbing (used by content.py, unpack.py)
 
     @property
     def channel(self) -> grpc.Channel:
-        with self._lock:
-            if self._channel is None:
-                self._bridge = DialBridge(self._dial, name="containerd-grpc")
-                self._channel = open_channel(self._bridge)
-            return self._channel
+        return self._grpc.channel
 
     @property
     def current_lease(self) -> str | None:
@@ -117,7 +110,7 @@ class ContainerdClient:
         return (("containerd-namespace", self.namespace), *extra)
 
     def error(self, exc: grpc.RpcError, what: str, *, started: bool = False) -> ArtiloadError:
-        return translate(exc, where=self.where, what=what, bridge=self._bridge, started=started)
+        return translate(exc, where=self.where, what=what, dial_error=self._grpc.dial_error, started=started)
 
     def call(self, stub_class: type, method: str, request: Any, what: str) -> Any:
         """A unary call with our metadata and deadline; grpc errors translated."""
@@ -146,20 +139,14 @@ class ContainerdClient:
             try:
                 return getattr(stub_class(self.channel), method)(request, metadata=self.metadata(), timeout=self.timeout)
             except grpc.RpcError as exc:
-                transient = status_code(exc) == grpc.StatusCode.UNAVAILABLE and "locked" not in (exc.details() or "")
-                if attempt == 2 or not transient or (self._bridge is not None and self._bridge.dial_error):
+                transient = status_code(exc) == grpc.StatusCode.UNAVAILABLE and not is_lock(exc.details() or "")
+                if attempt == 2 or not transient or self._grpc.dial_error:
                     raise
                 time.sleep(0.1)
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        with self._lock:
-            if self._channel is not None:
-                self._channel.close()
-                self._channel = None
-            if self._bridge is not None:
-                self._bridge.close()
-                self._bridge = None
+        self._grpc.close()
 
     def __enter__(self) -> ContainerdClient:
         return self

@@ -1,28 +1,23 @@
-"""containerd's gRPC status codes as artiload errors, translated at the boundary.
+"""containerd's refinements of the shared gRPC error table (``transport/grpc.py``).
 
 ContainerdError and BlobNotFound live here until the lead moves them into
 ``exceptions.py``; both are EngineErrors, so callers that handle engine
-failures handle node failures too.
+failures handle node failures too. On top of the shared table:
 
-- UNAVAILABLE with a dial failure -> the dial's own ConnectError/SSHAuthError/...
-- UNAVAILABLE otherwise -> ConnectError before any data moved, TransferError after
-- DEADLINE_EXCEEDED -> TransferTimeout
-- NOT_FOUND on an image -> ImageNotFound; on a blob -> BlobNotFound
-- anything else -> ContainerdError with the code name and containerd's message
+- UNAVAILABLE for a locked ref -> ContainerdError: another writer holds it,
+  the connection is fine (and callers wait on ``code == "UNAVAILABLE"``)
+- NOT_FOUND for a content digest -> BlobNotFound
+- anything else the table does not name -> ContainerdError with the code name
 """
 
 from __future__ import annotations
 
+import functools
+
 import grpc
 
-from airflow_provider_artiload.transport.grpc import DialBridge
-from airflow_provider_artiload.exceptions import (
-    ArtiloadError,
-    ConnectError,
-    EngineError,
-    TransferError,
-    TransferTimeout,
-)
+from airflow_provider_artiload.exceptions import ArtiloadError, EngineError
+from airflow_provider_artiload.transport.grpc import status_code, status_details, translate_rpc_error
 
 
 class ContainerdError(EngineError):
@@ -37,42 +32,29 @@ class BlobNotFound(ContainerdError):
     """The content store has no blob with that digest."""
 
 
-def status_code(exc: BaseException) -> grpc.StatusCode | None:
-    code = getattr(exc, "code", None)
-    return code() if callable(code) else None
-
-
 def translate(
     exc: grpc.RpcError,
     *,
     where: str,
     what: str,
-    bridge: DialBridge | None = None,
+    dial_error: BaseException | None = None,
     started: bool = False,
 ) -> ArtiloadError:
     """An RpcError from ``what`` as our error; ``started`` says whether data had moved already."""
     code = status_code(exc)
-    details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
-    if code == grpc.StatusCode.UNAVAILABLE and not _is_lock(details):
-        dial_error = bridge.dial_error if bridge is not None else None
-        if isinstance(dial_error, ArtiloadError):
-            return type(dial_error)(str(dial_error))
-        if started:
-            return TransferError(f"containerd at {where}: the connection broke during {what} ({details})")
-        cause = f": {dial_error}" if dial_error else f" ({details})"
-        return ConnectError(f"cannot reach containerd at {where}{cause}")
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return TransferTimeout(f"containerd at {where}: {what} timed out")
-    if code == grpc.StatusCode.CANCELLED and started:
-        return TransferError(f"containerd at {where}: {what} was cancelled ({details})")
-    name = code.name if code is not None else None
+    details = status_details(exc)
     cls = BlobNotFound if code == grpc.StatusCode.NOT_FOUND and "content digest" in details else ContainerdError
-    return cls(f"containerd at {where}: {what} failed: {details}", code=name)
+    own = functools.partial(cls, code=code.name if code is not None else None)
+    if code == grpc.StatusCode.UNAVAILABLE and is_lock(details):
+        return own(f"containerd at {where}: {what} failed: {details}")
+    return translate_rpc_error(
+        exc, peer="containerd", where=where, what=what, fallback=own, dial_error=dial_error, started=started
+    )
 
 
-def _is_lock(details: str) -> bool:
+def is_lock(details: str) -> bool:
     """containerd answers UNAVAILABLE when another writer holds a ref: not a connection problem."""
     return "locked" in details
 
 
-__all__ = ["BlobNotFound", "ContainerdError", "status_code", "translate"]
+__all__ = ["BlobNotFound", "ContainerdError", "is_lock", "translate"]

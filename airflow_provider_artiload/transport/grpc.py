@@ -1,10 +1,20 @@
-"""gRPC over any artiload Stream: a private unix socket that grpcio dials, piped to the real stream.
+"""gRPC over any artiload Stream, and gRPC failures as artiload errors: shared by BuildKit and containerd.
 
 grpcio cannot be handed a connected socket. So :class:`DialBridge` listens on
 a unix socket inside an owner-only temp directory; for each connection grpcio
 makes, it calls the injected ``dial()`` (a unix/TCP/TLS/SSH stream, or an
 engine's ``/grpc`` upgrade) and copies bytes both ways on two threads.
-:func:`pipe` is the same two-way copy, reused by the session.
+:class:`BridgedChannel` is a channel over such a bridge, opened on first use.
+:func:`pipe` is the same two-way copy, reused by the BuildKit session.
+
+A failed call is translated once, at the client's boundary, by one table
+(:data:`STATUS_ERRORS`, as httpcore's ``map_exceptions``):
+
+- UNAVAILABLE after a failed dial -> the dial's own ConnectError/SSHAuthError/...
+- UNAVAILABLE -> ConnectError before any data moved, TransferError after
+- DEADLINE_EXCEEDED -> TransferTimeout
+- CANCELLED after data moved -> TransferError
+- anything else -> the peer's own error (BuildError, ContainerdError) with its message
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ from typing import Any, Protocol
 
 import grpc
 
-from airflow_provider_artiload.exceptions import ArtiloadError
+from airflow_provider_artiload.exceptions import ArtiloadError, ConnectError, TransferError, TransferTimeout
 
 log = logging.getLogger(__name__)
 
@@ -195,20 +205,96 @@ class DialBridge:
         shutil.rmtree(self._directory, ignore_errors=True)
 
 
-def open_channel(bridge: DialBridge) -> grpc.Channel:
-    """A grpcio channel whose every connection goes through ``bridge``."""
-    return grpc.insecure_channel(bridge.target, options=CHANNEL_OPTIONS)
+class BridgedChannel:
+    """One grpcio channel through a :class:`DialBridge`, opened on first use; the BuildKit and containerd clients share it."""
+
+    def __init__(self, dial: Callable[[], Duplex], *, name: str) -> None:
+        self._dial = dial
+        self._name = name
+        self._lock = threading.Lock()
+        self._bridge: DialBridge | None = None
+        self._channel: grpc.Channel | None = None
+
+    @property
+    def channel(self) -> grpc.Channel:
+        """The channel, dialling nothing yet: grpcio connects through the bridge on the first call."""
+        with self._lock:
+            if self._channel is None:
+                self._bridge = DialBridge(self._dial, name=self._name)
+                self._channel = grpc.insecure_channel(self._bridge.target, options=CHANNEL_OPTIONS)
+            return self._channel
+
+    @property
+    def dial_error(self) -> BaseException | None:
+        """The last dial failure: what an UNAVAILABLE really was (a refused SSH key, a missing socket)."""
+        bridge = self._bridge
+        return bridge.dial_error if bridge is not None else None
+
+    def close(self) -> None:
+        """Close the channel and the bridge; the next use opens fresh ones."""
+        with self._lock:
+            if self._channel is not None:
+                self._channel.close()
+                self._channel = None
+            if self._bridge is not None:
+                self._bridge.close()
+                self._bridge = None
 
 
-def translate_rpc_error(exc: grpc.RpcError, *, where: str, what: str, bridge: DialBridge | None = None) -> ArtiloadError:
-    """An RpcError as our error: a dial failure is reported as the original ConnectError."""
-    from airflow_provider_artiload.exceptions import BuildError, ConnectError
+# gRPC status -> (our error, its message), for every peer. A code not listed is the peer's own
+# error (BuildError, ContainerdError): the call was refused, and the peer's message says why.
+STATUS_ERRORS: dict[grpc.StatusCode, tuple[type[ArtiloadError], str]] = {
+    grpc.StatusCode.UNAVAILABLE: (ConnectError, "cannot reach {peer} at {where}{cause}"),
+    grpc.StatusCode.DEADLINE_EXCEEDED: (TransferTimeout, "{peer} at {where}: {what} timed out"),
+}
+# Once data has moved, a lost or cancelled stream is a broken transfer, not a failed connect.
+STARTED_ERRORS: dict[grpc.StatusCode, tuple[type[ArtiloadError], str]] = {
+    grpc.StatusCode.UNAVAILABLE: (TransferError, "{peer} at {where}: the connection broke during {what} ({details})"),
+    grpc.StatusCode.CANCELLED: (TransferError, "{peer} at {where}: {what} was cancelled ({details})"),
+}
 
-    code = exc.code() if hasattr(exc, "code") else None
-    details = exc.details() if hasattr(exc, "details") else str(exc)
-    if code == grpc.StatusCode.UNAVAILABLE:
-        if bridge is not None and isinstance(bridge.dial_error, ArtiloadError):
-            return type(bridge.dial_error)(str(bridge.dial_error))
-        cause = f": {bridge.dial_error}" if bridge is not None and bridge.dial_error else f" ({details})"
-        return ConnectError(f"cannot reach BuildKit at {where}{cause}")
-    return BuildError(f"BuildKit at {where}: {what} failed: {details}")
+
+def status_code(exc: BaseException) -> grpc.StatusCode | None:
+    """The status of an RpcError; None for an error that carries none."""
+    code = getattr(exc, "code", None)
+    return code() if callable(code) else None
+
+
+def status_details(exc: BaseException) -> str:
+    """The peer's message, or the error's text when it sent none."""
+    details = getattr(exc, "details", None)
+    return (details() if callable(details) else None) or str(exc)
+
+
+def translate_rpc_error(
+    exc: grpc.RpcError,
+    *,
+    peer: str,
+    where: str,
+    what: str,
+    fallback: Callable[[str], ArtiloadError],
+    dial_error: BaseException | None = None,
+    started: bool = False,
+) -> ArtiloadError:
+    """``exc`` from ``what`` on ``peer`` at ``where`` as our error, by :data:`STATUS_ERRORS`.
+
+    A dial that failed with our own error (ConnectError, SSHAuthError,
+    HostKeyError...) is what the caller gets for UNAVAILABLE: grpcio only
+    saw the bridge's socket close. ``started`` says whether data had moved.
+    """
+    code = status_code(exc)
+    details = status_details(exc)
+    if code == grpc.StatusCode.UNAVAILABLE and isinstance(dial_error, ArtiloadError):
+        return type(dial_error)(str(dial_error))
+    rule = _rule(code, started)
+    if rule is None:
+        return fallback(f"{peer} at {where}: {what} failed: {details}")
+    cls, template = rule
+    cause = f": {dial_error}" if dial_error else f" ({details})"
+    return cls(template.format(peer=peer, where=where, what=what, details=details, cause=cause))
+
+
+def _rule(code: grpc.StatusCode | None, started: bool) -> tuple[type[ArtiloadError], str] | None:
+    if code is None:
+        return None
+    return (STARTED_ERRORS.get(code) if started else None) or STATUS_ERRORS.get(code)
