@@ -19,18 +19,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf import field_mask_pb2
 
 from airflow_provider_artiload.containerd._proto import content_pb2, content_pb2_grpc
-from airflow_provider_artiload.containerd.errors import ContainerdError, status_code
+from airflow_provider_artiload.containerd.connection import Connection
+from airflow_provider_artiload.containerd.errors import ContainerdError
 from airflow_provider_artiload.exceptions import ArchiveError, ArtiloadError
 from airflow_provider_artiload.oci.verify import refused
-
-if TYPE_CHECKING:
-    from airflow_provider_artiload.containerd.client import ContainerdClient
+from airflow_provider_artiload.transport.grpc import status_code
 
 CHUNK = 1 << 20
 LOCK_WAIT = 120.0  # another writer (a concurrent load of the same layer) holds the ref
@@ -54,36 +52,101 @@ class WriteStatus:
     expected: str
 
 
-def blob_info(client: ContainerdClient, digest: str) -> BlobInfo | None:
-    reply = client.call_or_none(content_pb2_grpc.ContentStub, "Info", content_pb2.InfoRequest(digest=digest), f"Content.Info {digest}")
-    return None if reply is None else BlobInfo(reply.info.digest, reply.info.size, dict(reply.info.labels))
+class ContentStore:
+    """The content service (containerd's ``client.ContentStore()``): blobs by digest, writes by ref."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def info(self, digest: str) -> BlobInfo | None:
+        request = content_pb2.InfoRequest(digest=digest)
+        reply = self.connection.call_or_none(content_pb2_grpc.ContentStub, "Info", request, f"Content.Info {digest}")
+        return None if reply is None else BlobInfo(reply.info.digest, reply.info.size, dict(reply.info.labels))
+
+    def status(self, ref: str) -> WriteStatus | None:
+        request = content_pb2.StatusRequest(ref=ref)
+        reply = self.connection.call_or_none(content_pb2_grpc.ContentStub, "Status", request, f"Content.Status {ref}")
+        if reply is None:
+            return None
+        s = reply.status
+        return WriteStatus(s.ref, s.offset, s.total, s.expected)
+
+    def abort(self, ref: str) -> bool:
+        """Drop an unfinished write and its bytes; False if there was none."""
+        request = content_pb2.AbortRequest(ref=ref)
+        return self.connection.call_or_none(content_pb2_grpc.ContentStub, "Abort", request, f"Content.Abort {ref}") is not None
+
+    def delete(self, digest: str) -> bool:
+        request = content_pb2.DeleteContentRequest(digest=digest)
+        return self.connection.call_or_none(content_pb2_grpc.ContentStub, "Delete", request, f"Content.Delete {digest}") is not None
+
+    def set_labels(self, digest: str, labels: Mapping[str, str]) -> BlobInfo:
+        """Set (only) these labels on a blob, leaving its others alone: GC references, uncompressed digests."""
+        info = content_pb2.Info(digest=digest, labels=dict(labels))
+        mask = field_mask_pb2.FieldMask(paths=[f"labels.{key}" for key in labels])
+        request = content_pb2.UpdateRequest(info=info, update_mask=mask)
+        reply = self.connection.call(content_pb2_grpc.ContentStub, "Update", request, f"Content.Update {digest}")
+        return BlobInfo(reply.info.digest, reply.info.size, dict(reply.info.labels))
+
+    def read(self, digest: str, offset: int = 0) -> Iterator[bytes]:
+        """The blob's bytes from ``offset``, as containerd streams them (about 1 MiB per message)."""
+        request = content_pb2.ReadContentRequest(digest=digest, offset=offset)
+        call = content_pb2_grpc.ContentStub(self.connection.channel).Read(request, metadata=self.connection.metadata())
+        started = False
+        try:
+            for reply in call:
+                started = True
+                yield reply.data
+        except grpc.RpcError as exc:
+            raise self.connection.error(exc, f"Content.Read {digest}", started=started) from exc
+        finally:
+            call.cancel()
+
+    def write(
+        self,
+        ref: str,
+        digest: str,
+        size: int,
+        open_at: Callable[[int], Iterable[bytes]],
+        labels: Mapping[str, str] | None = None,
+    ) -> int:
+        """Write a blob unless the node has it; return the data bytes sent (0 if it was there).
+
+        Raises DigestMismatch (and drops the partial write) when the bytes do not
+        match ``digest``/``size``; on a broken connection the bytes so far stay
+        under ``ref`` for the next attempt.
+        """
+        if size < 0 or not digest.startswith("sha256:"):
+            raise ArchiveError(f"cannot write blob {digest!r} of size {size}: expected a sha256 digest and a size >= 0")
+        deadline = time.monotonic() + LOCK_WAIT
+        with self.ref_lock(ref):
+            while True:
+                try:
+                    return _write_once(self, ref, digest, size, open_at, dict(labels or {}))
+                except ContainerdError as exc:
+                    if exc.code != "UNAVAILABLE" or time.monotonic() > deadline:
+                        raise
+                time.sleep(0.2)  # the ref is locked by another writer: when it is done, STAT says AlreadyExists
+
+    @contextlib.contextmanager
+    def ref_lock(self, ref: str) -> Iterator[None]:
+        """One writer per (node, namespace, ref) in this process.
+
+        containerd locks a ref itself and answers a second writer UNAVAILABLE;
+        waiting here instead spares that writer its retry loop, and its STAT
+        then finds the blob and sends nothing. (A blob held by no lease and no
+        image is collected within 0.1 s of its lease's end on 1.6: a writer that
+        comes after that rightly sends it again.)
+        """
+        key = (self.connection.where, self.connection.namespace, ref)
+        with _REF_LOCKS_GUARD:
+            lock = _REF_LOCKS.setdefault(key, threading.Lock())
+        with lock:  # kept, not popped: one small lock per blob ref this process ever wrote
+            yield
 
 
-def write_status(client: ContainerdClient, ref: str) -> WriteStatus | None:
-    reply = client.call_or_none(content_pb2_grpc.ContentStub, "Status", content_pb2.StatusRequest(ref=ref), f"Content.Status {ref}")
-    if reply is None:
-        return None
-    s = reply.status
-    return WriteStatus(s.ref, s.offset, s.total, s.expected)
-
-
-def abort_write(client: ContainerdClient, ref: str) -> bool:
-    """Drop an unfinished write and its bytes; False if there was none."""
-    request = content_pb2.AbortRequest(ref=ref)
-    return client.call_or_none(content_pb2_grpc.ContentStub, "Abort", request, f"Content.Abort {ref}") is not None
-
-
-def delete_blob(client: ContainerdClient, digest: str) -> bool:
-    request = content_pb2.DeleteContentRequest(digest=digest)
-    return client.call_or_none(content_pb2_grpc.ContentStub, "Delete", request, f"Content.Delete {digest}") is not None
-
-
-def set_labels(client: ContainerdClient, digest: str, labels: Mapping[str, str]) -> BlobInfo:
-    """Set (only) these labels on a blob, leaving its others alone: GC references, uncompressed digests."""
-    info = content_pb2.Info(digest=digest, labels=dict(labels))
-    mask = field_mask_pb2.FieldMask(paths=[f"labels.{key}" for key in labels])
-    reply = client.call(content_pb2_grpc.ContentStub, "Update", content_pb2.UpdateRequest(info=info, update_mask=mask), f"Content.Update {digest}")
-    return BlobInfo(reply.info.digest, reply.info.size, dict(reply.info.labels))
+_REF_LOCKS: dict[tuple[str, str, str], threading.Lock] = {}
+_REF_LOCKS_GUARD = threading.Lock()
 
 
 def manifest_gc_labels(config_digest: str, layer_digests: Iterable[str]) -> dict[str, str]:
@@ -91,21 +154,6 @@ def manifest_gc_labels(config_digest: str, layer_digests: Iterable[str]) -> dict
     labels = {"containerd.io/gc.ref.content.config": config_digest}
     labels.update({f"containerd.io/gc.ref.content.l.{i}": d for i, d in enumerate(layer_digests)})
     return labels
-
-
-def read_blob(client: ContainerdClient, digest: str, offset: int = 0) -> Iterator[bytes]:
-    """The blob's bytes from ``offset``, as containerd streams them (about 1 MiB per message)."""
-    request = content_pb2.ReadContentRequest(digest=digest, offset=offset)
-    call = content_pb2_grpc.ContentStub(client.channel).Read(request, metadata=client.metadata())
-    started = False
-    try:
-        for reply in call:
-            started = True
-            yield reply.data
-    except grpc.RpcError as exc:
-        raise client.error(exc, f"Content.Read {digest}", started=started) from exc
-    finally:
-        call.cancel()
 
 
 def skip(chunks: Iterable[bytes], offset: int) -> Iterator[bytes]:
@@ -116,54 +164,6 @@ def skip(chunks: Iterable[bytes], offset: int) -> Iterator[bytes]:
             continue
         yield memoryview(chunk)[offset:] if offset else chunk
         offset = 0
-
-
-def write_blob(
-    client: ContainerdClient,
-    ref: str,
-    digest: str,
-    size: int,
-    open_at: Callable[[int], Iterable[bytes]],
-    labels: Mapping[str, str] | None = None,
-) -> int:
-    """Write a blob unless the node has it; return the data bytes sent (0 if it was there).
-
-    Raises DigestMismatch (and drops the partial write) when the bytes do not
-    match ``digest``/``size``; on a broken connection the bytes so far stay
-    under ``ref`` for the next attempt.
-    """
-    if size < 0 or not digest.startswith("sha256:"):
-        raise ArchiveError(f"cannot write blob {digest!r} of size {size}: expected a sha256 digest and a size >= 0")
-    deadline = time.monotonic() + LOCK_WAIT
-    with ref_lock(client, ref):
-        while True:
-            try:
-                return _write_once(client, ref, digest, size, open_at, dict(labels or {}))
-            except ContainerdError as exc:
-                if exc.code != "UNAVAILABLE" or time.monotonic() > deadline:
-                    raise
-            time.sleep(0.2)  # the ref is locked by another writer: when it is done, STAT says AlreadyExists
-
-
-_REF_LOCKS: dict[tuple[str, str, str], threading.Lock] = {}
-_REF_LOCKS_GUARD = threading.Lock()
-
-
-@contextlib.contextmanager
-def ref_lock(client: ContainerdClient, ref: str) -> Iterator[None]:
-    """One writer per (node, namespace, ref) in this process.
-
-    containerd locks a ref itself and answers a second writer UNAVAILABLE;
-    waiting here instead spares that writer its retry loop, and its STAT
-    then finds the blob and sends nothing. (A blob held by no lease and no
-    image is collected within 0.1 s of its lease's end on 1.6: a writer that
-    comes after that rightly sends it again.)
-    """
-    key = (client.where, client.namespace, ref)
-    with _REF_LOCKS_GUARD:
-        lock = _REF_LOCKS.setdefault(key, threading.Lock())
-    with lock:  # kept, not popped: one small lock per blob ref this process ever wrote
-        yield
 
 
 class _Writer:
@@ -194,7 +194,7 @@ class _Writer:
                 raise ArchiveError(f"blob {self.digest} ended after {offset} of its {self.size} bytes")
         except GeneratorExit:  # grpcio closing the request stream after the call ended: not a source error
             raise
-        except BaseException as exc:  # noqa: BLE001 - re-raised by write_blob on the caller's thread
+        except BaseException as exc:  # noqa: BLE001 - re-raised by ContentStore.write on the caller's thread
             self.error = exc
             return  # half-close without COMMIT: containerd keeps the bytes so far under the ref
         yield content_pb2.WriteContentRequest(
@@ -203,16 +203,17 @@ class _Writer:
 
 
 def _write_once(
-    client: ContainerdClient, ref: str, digest: str, size: int, open_at: Callable[[int], Iterable[bytes]], labels: dict[str, str]
+    store: ContentStore, ref: str, digest: str, size: int, open_at: Callable[[int], Iterable[bytes]], labels: dict[str, str]
 ) -> int:
     writer = _Writer(ref, digest, size, open_at, labels)
     what = f"writing blob {digest} (ref {ref})"
-    call = content_pb2_grpc.ContentStub(client.channel).Write(writer.requests(), metadata=client.metadata())
+    connection = store.connection
+    call = content_pb2_grpc.ContentStub(connection.channel).Write(writer.requests(), metadata=connection.metadata())
     committed = False
     try:
         first = next(call)
         if first.offset > size:  # a stale write under this ref with other data: start over
-            client.abort_write(ref)
+            store.abort(ref)
             raise ContainerdError(f"{what}: stale partial write of {first.offset} bytes dropped", code="UNAVAILABLE")
         writer.resume_at = first.offset
         writer.go.set()
@@ -224,20 +225,20 @@ def _write_once(
         if code == grpc.StatusCode.ALREADY_EXISTS:
             return writer.sent  # someone (maybe us, before a cut) finished it
         if code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT) and "unexpected" in (exc.details() or ""):
-            client.abort_write(ref)  # the bytes are wrong: never resume from them
-            raise refused(f"containerd at {client.where}", "a blob", digest, exc.details() or "corrupt") from exc
+            store.abort(ref)  # the bytes are wrong: never resume from them
+            raise refused(f"containerd at {connection.where}", "a blob", digest, exc.details() or "corrupt") from exc
         if writer.error is not None:
             raise _source_error(writer.error, what) from writer.error
-        raise client.error(exc, what, started=writer.sent > 0) from exc
+        raise connection.error(exc, what, started=writer.sent > 0) from exc
     except StopIteration:
-        raise ContainerdError(f"containerd at {client.where}: {what}: the stream ended before the first reply") from None
+        raise ContainerdError(f"containerd at {connection.where}: {what}: the stream ended before the first reply") from None
     finally:
         writer.go.set()
         call.cancel()
     if writer.error is not None:
         raise _source_error(writer.error, what) from writer.error
     if not committed:
-        raise ContainerdError(f"containerd at {client.where}: {what}: the stream ended without a commit")
+        raise ContainerdError(f"containerd at {connection.where}: {what}: the stream ended without a commit")
     return writer.sent
 
 
@@ -264,17 +265,4 @@ def _rechunk(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield bytes(pending)
 
 
-__all__ = [
-    "BlobInfo",
-    "UNCOMPRESSED_LABEL",
-    "WriteStatus",
-    "abort_write",
-    "blob_info",
-    "delete_blob",
-    "manifest_gc_labels",
-    "read_blob",
-    "ref_lock",
-    "set_labels",
-    "skip",
-    "write_blob",
-]
+__all__ = ["BlobInfo", "ContentStore", "UNCOMPRESSED_LABEL", "WriteStatus", "manifest_gc_labels", "skip"]

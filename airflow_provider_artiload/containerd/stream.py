@@ -1,7 +1,7 @@
 """Write a blob into containerd's content store as an archive member streams past, resumably.
 
 A load reads its archive once, so a blob cannot be re-opened at an offset
-(``content.write_blob`` pulls; this pushes). :class:`BlobStream` has two
+(``ContentStore.write`` pulls; this pushes). :class:`BlobStream` has two
 phases, so that an interrupted load can be resumed by a later one:
 
 1. **data**: a ``Content.Write`` stream under a deterministic ref, made
@@ -10,7 +10,7 @@ phases, so that an interrupted load can be resumed by a later one:
    retry's STAT reports how many it holds, and :meth:`push` sends only what
    lies beyond that offset (the earlier bytes still pass, and are hashed).
    The stream half-closes without a commit.
-2. **commit**: ``content.write_blob`` under the lease (its STAT finds the
+2. **commit**: ``ContentStore.write`` under the lease (its STAT finds the
    ingest complete and sends no data), with the digest hashed on the way
    (so even a blob whose digest was unknown at its header is verified by
    containerd) and the blob's labels. The blob then belongs to the lease.
@@ -26,18 +26,17 @@ import queue
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 
 from airflow_provider_artiload.containerd import content
 from airflow_provider_artiload.containerd._proto import content_pb2, content_pb2_grpc
-from airflow_provider_artiload.containerd.errors import ContainerdError, status_code
+from airflow_provider_artiload.containerd.content import ContentStore
+from airflow_provider_artiload.containerd.errors import ContainerdError, is_lock
 from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch
 from airflow_provider_artiload.oci.verify import mismatch, refused
-
-if TYPE_CHECKING:
-    from airflow_provider_artiload.containerd.client import ContainerdClient
+from airflow_provider_artiload.transport.grpc import status_code
 
 DEPTH = 2
 WINDOW = 4 << 20  # unacknowledged bytes in flight: what a cut can lose (grpc and SSH buffer far more)
@@ -54,8 +53,9 @@ def ref_for(digest: str | None, member: str, size: int) -> str:
 class BlobStream:
     """One blob, pushed piece by piece; ``sent`` counts the data bytes that went to the node."""
 
-    def __init__(self, client: ContainerdClient, ref: str, size: int, digest: str | None, *, what: str) -> None:
-        self.client, self.ref, self.size, self.digest, self.what = client, ref, size, digest, what
+    def __init__(self, store: ContentStore, ref: str, size: int, digest: str | None, *, what: str) -> None:
+        self.store, self.ref, self.size, self.digest, self.what = store, ref, size, digest, what
+        self.connection = store.connection
         self.sent = 0
         self.resumed_at = 0  # bytes containerd held already
         self.exists = False  # the blob was committed already (by another load)
@@ -85,21 +85,21 @@ class BlobStream:
                 if code == grpc.StatusCode.ALREADY_EXISTS:
                     self.exists = True
                     return
-                locked = code == grpc.StatusCode.UNAVAILABLE and "locked" in (exc.details() or "")
+                locked = code == grpc.StatusCode.UNAVAILABLE and is_lock(exc.details() or "")
                 if not locked or time.monotonic() > deadline:
-                    raise self.client.error(exc, f"writing {self.what} (ref {self.ref})") from exc
+                    raise self.connection.error(exc, f"writing {self.what} (ref {self.ref})") from exc
             time.sleep(0.2)  # another writer holds the ref
 
     def _open_once(self) -> None:
         self._requests = queue.Queue(DEPTH)
         stat = content_pb2.WriteContentRequest(action=content_pb2.STAT, ref=self.ref, total=self.size, expected=self.digest or "")
         self._requests.put(stat)
-        metadata = (("containerd-namespace", self.client.namespace),)  # no lease: see the module docstring
-        self._call = content_pb2_grpc.ContentStub(self.client.channel).Write(self._request_iter(), metadata=metadata)
+        metadata = self.connection.metadata(leased=False)  # no lease: see the module docstring
+        self._call = content_pb2_grpc.ContentStub(self.connection.channel).Write(self._request_iter(), metadata=metadata)
         first = next(self._call)
         if first.offset > self.size:  # a stale write of other bytes under this ref
             self._close_call()
-            content.abort_write(self.client, self.ref)
+            self.store.abort(self.ref)
             self._open_once()
             return
         self.resumed_at = self._next_offset = self._acked = first.offset
@@ -167,10 +167,10 @@ class BlobStream:
         if self._error is not None:
             exc = self._error
             if isinstance(exc, grpc.RpcError):
-                raise self.client.error(exc, f"writing {self.what} (ref {self.ref})", started=True) from exc
-            raise ContainerdError(f"containerd at {self.client.where}: writing {self.what} failed: {exc}") from exc
+                raise self.connection.error(exc, f"writing {self.what} (ref {self.ref})", started=True) from exc
+            raise ContainerdError(f"containerd at {self.connection.where}: writing {self.what} failed: {exc}") from exc
         if self._reader is not None and not self._reader.is_alive():
-            raise ContainerdError(f"containerd at {self.client.where}: the write of {self.what} ended early")
+            raise ContainerdError(f"containerd at {self.connection.where}: the write of {self.what} ended early")
 
     def finish_data(self) -> str:
         """Send the rest and half-close; return the digest of every byte that passed."""
@@ -180,7 +180,7 @@ class BlobStream:
         if self.digest and digest != self.digest:
             self.abandon()
             try:  # never resume from bytes known to be wrong
-                content.abort_write(self.client, self.ref)
+                self.store.abort(self.ref)
             except ContainerdError:
                 pass
             raise mismatch(self.what, f"sha256 {digest}", f"the archive says it is {self.digest}")
@@ -202,20 +202,20 @@ class BlobStream:
         """Commit the complete ingest under the caller's lease; containerd checks ``digest`` and size."""
         if self.exists:
             if labels:
-                content.set_labels(self.client, digest, labels)
+                self.store.set_labels(digest, labels)
             return
 
         def nothing_more(offset: int) -> list[bytes]:
             if offset < self.size:
                 raise ContainerdError(
-                    f"containerd at {self.client.where}: the ingest {self.ref} holds {offset} of {self.size} bytes after its data was sent"
+                    f"containerd at {self.connection.where}: the ingest {self.ref} holds {offset} of {self.size} bytes after its data was sent"
                 )
             return []
 
         try:
-            content.write_blob(self.client, self.ref, digest, self.size, nothing_more, labels)
+            self.store.write(self.ref, digest, self.size, nothing_more, labels)
         except DigestMismatch:
-            raise refused(f"containerd at {self.client.where}", self.what, digest) from None
+            raise refused(f"containerd at {self.connection.where}", self.what, digest) from None
 
     def abandon(self) -> None:
         """Stop the data stream (the bytes so far stay under the ref, for a retry)."""

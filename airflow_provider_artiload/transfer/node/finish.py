@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from airflow_provider_artiload.containerd import content, unpack
-from airflow_provider_artiload.containerd.client import Descriptor
+from airflow_provider_artiload.containerd.images import Descriptor
 from airflow_provider_artiload.transfer.node.receive import Received
 from airflow_provider_artiload.oci.archive import ArchiveIndex
 from airflow_provider_artiload.exceptions import ArchiveError
@@ -42,27 +42,28 @@ def complete(
         raw = image.converted_manifest()
         digest = digest_of(raw)
         labels = content.manifest_gc_labels(image.config_digest, [layer.digest for layer in image.layers])
-        sent = content.write_blob(client, f"artiload-{digest}", digest, len(raw), lambda off: [raw[off:]], labels)
+        sent = client.content.write(f"artiload-{digest}", digest, len(raw), lambda off: [raw[off:]], labels)
         target = Descriptor(DOCKER_MANIFEST, digest, len(raw))
         media = [json.loads(raw)["layers"][i]["mediaType"] for i in range(len(image.layers))]
     else:
         manifest_raw = index.metadata.get(blob_path(image.manifest_digest), b"")
         labels = content.manifest_gc_labels(image.config_digest, [layer.digest for layer in image.layers])
-        content.set_labels(client, image.manifest_digest, labels)
+        client.content.set_labels(image.manifest_digest, labels)
         target = Descriptor(_media(manifest_raw, OCI_MANIFEST), image.manifest_digest, sizes[image.manifest_digest])
         if image.index_digest:
             index_raw = index.metadata.get(blob_path(image.index_digest), b"")
             children = [m.get("digest") for m in json.loads(index_raw or b"{}").get("manifests", []) if isinstance(m, dict)]
-            content.set_labels(client, image.index_digest, {f"containerd.io/gc.ref.content.m.{i}": d for i, d in enumerate(children) if d})
+            client.content.set_labels(image.index_digest, {f"containerd.io/gc.ref.content.m.{i}": d for i, d in enumerate(children) if d})
             target = Descriptor(_media(index_raw, OCI_INDEX), image.index_digest, sizes[image.index_digest])
         media = [layer.media_type for layer in image.layers]
     require_digest(target.digest, image.id_for("containerd"), what="the image's target", claim="the archive says the image is",
                    where=where, verdict="a different image")
     layers = [
-        unpack.Layer(layer.digest, media[i], sizes[layer.digest], layer.diff_id) for i, layer in enumerate(image.layers)
+        unpack.LayerBlob(layer.digest, media[i], sizes[layer.digest], layer.diff_id) for i, layer in enumerate(image.layers)
     ]
     if layers:
-        client.unpack(layers, config_digest=image.config_digest, snapshotter=snapshotter)
+        unpacker = unpack.Unpacker(client.content, client.snapshots, client.diff, client.leases)
+        unpacker.unpack(layers, config_digest=image.config_digest, snapshotter=snapshotter)
     return target, sent
 
 
@@ -71,13 +72,13 @@ def name_image(client: ContainerdClient, names: Sequence[str], target: Descripto
     created: list[str] = []
     try:
         for name in names:
-            if client.get_image(name) is None:
+            if client.images.get(name) is None:
                 created.append(name)
-            client.set_image(name, target, CRI_LABELS)
+            client.images.set(name, target, CRI_LABELS)
     except BaseException:
         for name in created:
             try:
-                client.delete_image(name)
+                client.images.delete(name)
             except Exception:  # noqa: BLE001 - best effort; the original error matters
                 pass
         raise
@@ -91,9 +92,9 @@ def _blobs(image: Image) -> list[tuple[str, str]]:
 
 
 def _size(client: ContainerdClient, digest: str, got: Received, what: str, where: str) -> int:
-    info = client.blob_info(digest)
+    info = client.content.info(digest)
     if info is not None:
-        client.protect(digest)  # left out of the archive or written earlier: held by this lease from now
+        client.leases.protect(digest)  # left out of the archive or written earlier: held by this lease from now
     if info is None:
         state = "was written but is gone" if digest in got.written else "is neither in the archive nor on the node"
         raise ArchiveError(f"{where}: the image's {what} {digest} {state}")

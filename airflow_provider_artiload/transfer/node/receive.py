@@ -21,7 +21,6 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from airflow_provider_artiload.containerd import content
 from airflow_provider_artiload.containerd.stream import BlobStream, ref_for
 from airflow_provider_artiload.oci.archive import ArchiveIndex, Member
 from airflow_provider_artiload.oci.layout import layer_position
@@ -81,14 +80,14 @@ class BlobReceiver:
             self.result.digests[member.name] = digest
             if self.needed is not None and digest not in self.needed:
                 return  # another platform's blob
-            if digest in self.result.written or self.client.blob_info(digest) is not None:
-                self.client.protect(digest)  # ours now, within this load's lease
+            if digest in self.result.written or self.client.content.info(digest) is not None:
+                self.client.leases.protect(digest)  # ours now, within this load's lease
                 self.result.present.add(digest)
                 return
         ref = ref_for(digest, member.name, member.size)
         self._lock = contextlib.ExitStack()
-        self._lock.enter_context(content.ref_lock(self.client, ref))  # one writer per ref in this process (1.6)
-        stream = BlobStream(self.client, ref, member.size, digest, what=f"blob {member.name}")
+        self._lock.enter_context(self.client.content.ref_lock(ref))  # one writer per ref in this process (1.6)
+        stream = BlobStream(self.client.content, ref, member.size, digest, what=f"blob {member.name}")
         stream.open()
         if stream.exists and digest is not None:  # a concurrent load committed it just now
             self._release()

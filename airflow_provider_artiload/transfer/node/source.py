@@ -37,7 +37,8 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
-from airflow_provider_artiload.containerd.client import ContainerdClient, Descriptor
+from airflow_provider_artiload.containerd.client import ContainerdClient
+from airflow_provider_artiload.containerd.images import Descriptor
 from airflow_provider_artiload.containerd.errors import BlobNotFound
 from airflow_provider_artiload.oci.reference import normalize, parse
 from airflow_provider_artiload.oci.tar import END, build_member, directory_header, member_header, padding
@@ -119,7 +120,7 @@ class NodeSource:
 
     def _make_plan(self) -> ExportPlan:
         name = normalize(self.image)
-        record = self.client.get_image(name)
+        record = self.client.images.get(name)
         if record is None:
             raise ImageNotFound(f"{self.where} has no image {name!r}")
         target = record.target
@@ -167,7 +168,7 @@ class NodeSource:
     def _blob(self, digest: str, size: int, what: str) -> Iterator[bytes]:
         """The blob's bytes, checked: the last piece is yielded only once digest and size match."""
         hasher, count, held, blob = hashlib.sha256(), 0, None, f"blob {digest} ({what})"
-        with contextlib.closing(self.client.read_blob(digest)) as pieces:  # closed early: the Read is cancelled
+        with contextlib.closing(self.client.content.read(digest)) as pieces:  # closed early: the Read is cancelled
             for piece in pieces:
                 count += len(piece)
                 if count > size:
@@ -193,13 +194,13 @@ class _NodeJSON:
         if digest not in self.read:
             client, where = self.source.client, self.source.where
             lacks = f"{where} lacks blob {digest} of image {self.source.image} (pulled for another platform only?)"
-            info = client.blob_info(digest)
+            info = client.content.info(digest)
             if info is None:
                 raise ArchiveError(lacks)
             if info.size > JSON_BLOB_LIMIT:
                 raise ArchiveError(f"{where}: blob {digest} is {info.size} bytes; an index, manifest or config is small")
             try:
-                data = b"".join(bytes(piece) for piece in client.read_blob(digest))
+                data = b"".join(bytes(piece) for piece in client.content.read(digest))
             except BlobNotFound:  # collected by the node's GC between the stat and the read
                 raise ArchiveError(lacks) from None
             require_digest(digest_of(data), digest, what=f"blob {digest}", where=where, verdict=STORE_CORRUPT)

@@ -55,7 +55,7 @@ class NodeTarget:
                 return Skip(self, STORE, target)
             have = 0
             if info.image is not None:
-                have = sum(1 for layer in info.image.layers if self.client.blob_info(layer.digest) is not None)
+                have = sum(1 for layer in info.image.layers if self.client.content.info(layer.digest) is not None)
                 if have:
                     log.info("%s has %d of %d layer blobs: sending the others", self.url, have, len(info.image.layers))
         except ArtiloadError as exc:
@@ -64,13 +64,13 @@ class NodeTarget:
 
     def has_image(self, image_id: str) -> bool:
         """Does any record in the namespace target ``image_id`` (a manifest or index digest)?"""
-        return any(image.target.digest == image_id for image in self.client.list_images())
+        return any(image.target.digest == image_id for image in self.client.images.list())
 
     def tag(self, image_id: str, tag: str) -> None:
         """Name the image ``image_id`` as ``tag`` (normalised), as an engine's tag would (a Skip's tags)."""
-        for image in self.client.list_images():
+        for image in self.client.images.list():
             if image.target.digest == image_id:
-                self.client.set_image(normalize(tag), image.target, {**image.labels, **CRI_LABELS})
+                self.client.images.set(normalize(tag), image.target, {**image.labels, **CRI_LABELS})
                 return
         raise ImageNotFound(f"containerd at {self.url} has no image {image_id} in namespace {self.client.namespace!r} to tag")
 
@@ -91,7 +91,7 @@ class NodeTarget:
         started = time.monotonic()
         names = [normalize(tag) for tag in options.tags]  # a bad tag fails before any byte moves
         receiver = BlobReceiver(self.client, info, _needed(info, options))
-        with self.client.lease():
+        with self.client.leases.lease():
             scanner = ArchiveScanner()
             try:
                 for kind, member, piece in member_events(chunks, scanner):

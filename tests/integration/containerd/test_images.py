@@ -8,7 +8,7 @@ import secrets
 import pytest
 
 import harness_containerd as h
-from airflow_provider_artiload.containerd import ContainerdClient, Descriptor, Layer, manifest_gc_labels
+from airflow_provider_artiload.containerd import ContainerdClient, Descriptor, LayerBlob, Unpacker, manifest_gc_labels
 from airflow_provider_artiload.exceptions import DigestMismatch
 
 
@@ -19,8 +19,12 @@ def write_image(client: ContainerdClient, image: h.TestImage) -> int:
     sent = 0
     for digest, data in image.blobs.items():
         labels = gc if digest == image.manifest_digest else {}
-        sent += client.write_blob(f"test-{digest}", digest, len(data), lambda off, data=data: [data[off:]], labels)
+        sent += client.content.write(f"test-{digest}", digest, len(data), lambda off, data=data: [data[off:]], labels)
     return sent
+
+
+def unpacker(client: ContainerdClient) -> Unpacker:
+    return Unpacker(client.content, client.snapshots, client.diff, client.leases)
 
 
 def descriptor(image: h.TestImage) -> Descriptor:
@@ -36,27 +40,27 @@ def test_image_from_blobs_unpacks_and_runs(containerd, any_client, compression):
     top = h.layer_tar({"hello.txt": f"hello from {tag}\n".encode()})
     image = h.make_image([base, top], gzipped=compression)
     name = f"docker.io/library/artiload-test:{tag}"
-    with client.lease():
+    with client.leases.lease():
         assert write_image(client, image) == sum(len(b) for b in image.blobs.values())
-        client.create_image(name, descriptor(image), {"io.cri-containerd.image": "managed"})
-        result = client.unpack_image(name)
+        client.images.create(name, descriptor(image), {"io.cri-containerd.image": "managed"})
+        result = unpacker(client).unpack_image(client.images.get(name))
     assert (result.applied, result.skipped) == (2, 0)
-    assert client.get_image(name).target.digest == image.manifest_digest
+    assert client.images.get(name).target.digest == image.manifest_digest
     assert name in containerd.ctr("images", "ls", "-q").stdout
     snapshots = containerd.ctr("snapshots", "ls").stdout
     assert f"{result.chain_id} " in snapshots and "Committed" in snapshots and "extract-" not in snapshots
-    config = client.blob_info(image.manifest["config"]["digest"])
+    config = client.content.info(image.manifest["config"]["digest"])
     assert config.labels["containerd.io/gc.ref.snapshot.overlayfs"] == result.chain_id
-    layer = client.blob_info(image.layers[0][0]["digest"])
+    layer = client.content.info(image.layers[0][0]["digest"])
     assert layer.labels["containerd.io/uncompressed"] == image.layers[0][1]
 
     out = containerd.ctr("run", "--rm", "--runtime", "io.containerd.runc.v2", name, f"t-{tag}",
                          "sh", "-c", "echo hello; cat /hello.txt").stdout
     assert out == f"hello\nhello from {tag}\n"
 
-    again = client.unpack_image(name)  # everything is there: nothing applied
+    again = unpacker(client).unpack_image(client.images.get(name))  # everything is there: nothing applied
     assert (again.applied, again.skipped, again.chain_id) == (0, 2, result.chain_id)
-    assert client.delete_image(name) and client.get_image(name) is None
+    assert client.images.delete(name) and client.images.get(name) is None
 
 
 def test_a_wrong_diff_id_fails_the_unpack_and_leaves_no_snapshot(containerd, unix_client):
@@ -64,10 +68,10 @@ def test_a_wrong_diff_id_fails_the_unpack_and_leaves_no_snapshot(containerd, uni
     image = h.make_image([h.layer_tar({"x": secrets.token_bytes(64)})])
     desc, _ = image.layers[0]
     wrong = "sha256:" + "0" * 64
-    with client.lease():
+    with client.leases.lease():
         write_image(client, image)
         with pytest.raises(DigestMismatch, match="diff ID"):
-            client.unpack([Layer(desc["digest"], desc["mediaType"], desc["size"], wrong)])
+            unpacker(client).unpack([LayerBlob(desc["digest"], desc["mediaType"], desc["size"], wrong)])
     snapshots = containerd.ctr("snapshots", "ls").stdout
     assert wrong not in snapshots and "extract-" not in snapshots
 
@@ -76,15 +80,15 @@ def test_image_records_create_update_list_delete(containerd, unix_client):
     client, _ = unix_client
     a, b = (h.make_image([h.layer_tar({"f": secrets.token_bytes(32)})]) for _ in range(2))
     name = f"docker.io/library/artiload-records:{secrets.token_hex(4)}"
-    with client.lease():
+    with client.leases.lease():
         write_image(client, a)
         write_image(client, b)
-        created = client.create_image(name, descriptor(a), {"k": "1"})
+        created = client.images.create(name, descriptor(a), {"k": "1"})
         assert created.target.digest == a.manifest_digest and created.labels == {"k": "1"}
         with pytest.raises(Exception, match="already exists"):
-            client.create_image(name, descriptor(a))
-        moved = client.set_image(name, descriptor(b), {"k": "2"})
+            client.images.create(name, descriptor(a))
+        moved = client.images.set(name, descriptor(b), {"k": "2"})
         assert moved.target.digest == b.manifest_digest and moved.labels == {"k": "2"}
-        assert name in [i.name for i in client.list_images()]
-        assert json.loads(b"".join(client.read_blob(b.manifest_digest)))["layers"]
-        assert client.delete_image(name) and not client.delete_image(name)
+        assert name in [i.name for i in client.images.list()]
+        assert json.loads(b"".join(client.content.read(b.manifest_digest)))["layers"]
+        assert client.images.delete(name) and not client.images.delete(name)

@@ -111,7 +111,7 @@ def test_export_imports_and_runs_elsewhere(containerd, any_client, tmp_path, bas
     assert all(names.index(m) < first_layer for m in metadata), names
     index = scan(out)
     scanned = index.image()
-    assert scanned.id_for("containerd") == client.get_image(f"docker.io/library/exp:{tag}").target.digest
+    assert scanned.id_for("containerd") == client.images.get(f"docker.io/library/exp:{tag}").target.digest
     assert scanned.repo_tags == (f"docker.io/library/exp:{tag}",) and scanned.config_digest == image.manifest["config"]["digest"]
     legacy = json.loads(index.metadata["manifest.json"])
     assert legacy[0]["Layers"] == [blob_path(d["digest"]) for d, _ in image.layers]

@@ -77,7 +77,7 @@ def test_oci_full_then_delta_then_skip(containerd, any_client, tmp_path, base):
     assert name in images(containerd) and f"docker.io/library/artiload-node:{tag}" in images(containerd)
     assert run_cat(containerd, name, "/hello.txt") == f"one {tag}\n"
     assert no_artiload_lease(containerd)
-    labels = client.get_image(name).labels
+    labels = client.images.get(name).labels
     assert labels.get("io.cri-containerd.image") == "managed"
 
     # delta: same base, new top layer: only the new layer, its config and manifest are sent
@@ -97,7 +97,7 @@ def test_oci_full_then_delta_then_skip(containerd, any_client, tmp_path, base):
     plan = loader.plan(again, LoadOptions(tags=(f"node-a:{tag}-again",)), log)
     assert isinstance(plan, Skip) and plan.image_id == first.manifest_digest and plan.target is loader
     loader.tag(plan.image_id, f"node-a:{tag}-again")
-    assert client.get_image(f"{name}-again").target.digest == first.manifest_digest
+    assert client.images.get(f"{name}-again").target.digest == first.manifest_digest
 
 
 def test_legacy_docker_archive_is_converted(containerd, any_client, tmp_path, base):
@@ -112,9 +112,9 @@ def test_legacy_docker_archive_is_converted(containerd, any_client, tmp_path, ba
     loader = NodeTarget(client)
     out = loader.load(chunks(data), info, LoadOptions(), log)
     assert out.image_id == info.image.id_for("containerd") and out.mode in ("full", "delta")
-    assert client.get_image(f"docker.io/library/legacy:{tag}").target.digest == out.image_id
+    assert client.images.get(f"docker.io/library/legacy:{tag}").target.digest == out.image_id
     assert run_cat(containerd, f"docker.io/library/legacy:{tag}", "/hello.txt") == f"legacy {tag}\n"
-    assert client.blob_info(config_digest) is not None and no_artiload_lease(containerd)
+    assert client.content.info(config_digest) is not None and no_artiload_lease(containerd)
     # the same archive as a bare stream (no index, no diff IDs): digests learned as the layers pass
     other, _ = docker_archive([base, h.layer_tar({"hello.txt": f"stream {tag}\n".encode()})], tags=[f"legacy:{tag}-s"])
     out2 = loader.load(chunks(other), SourceInfo(label="legacy stream"), LoadOptions(), log)
@@ -144,7 +144,7 @@ def test_a_cut_load_resumes_on_retry(containerd, ssh_client, tmp_path, base):
     out = loader.load(chunks(data), SourceInfo(label="retry"), LoadOptions(), log)
     print(f"\nretry after a cut at 50%: {out.bytes_sent} of {len(data)} bytes ({out.bytes_sent / len(data):.2f}x)")
     assert out.bytes_sent < 0.6 * len(data)
-    assert client.get_image(f"docker.io/library/resume:{tag}").target.digest == image.manifest_digest
+    assert client.images.get(f"docker.io/library/resume:{tag}").target.digest == image.manifest_digest
 
 
 def _corrupt_layer(data: bytes, image: h.TestImage) -> bytes:
@@ -227,7 +227,7 @@ def test_hook_test_connection_reports_version_and_namespace(containerd):
         return made
 
     good = hook("k8s.io")
-    with good.client.lease():  # containerd creates a namespace on its first write
+    with good.client.leases.lease():  # containerd creates a namespace on its first write
         pass
     ok, message = good.test_connection()
     assert ok and containerd.version in message and "k8s.io" in message, message

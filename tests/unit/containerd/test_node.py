@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from airflow_provider_artiload.containerd.client import Descriptor, Image as Record
+from airflow_provider_artiload.containerd.images import Descriptor, ImageRecord
 from airflow_provider_artiload.containerd.content import BlobInfo
 from airflow_provider_artiload.transfer.node.members import member_events
 from airflow_provider_artiload.transfer.node.target import NodeTarget
@@ -30,6 +30,29 @@ log = logging.getLogger("test_node")
 A, B, C = ("sha256:" + ch * 64 for ch in "abc")
 
 
+class FakeImages:
+    def __init__(self, records, broken):
+        self.records = list(records)
+        self.broken = broken
+        self.set_calls = []
+
+    def list(self, filters=()):
+        if self.broken:
+            raise ConnectError("cannot reach containerd at unix:///fake.sock")
+        return self.records
+
+    def set(self, name, target, labels=None):
+        self.set_calls.append((name, target.digest, dict(labels or {})))
+
+
+class FakeContent:
+    def __init__(self, blobs):
+        self.blobs = set(blobs)
+
+    def info(self, digest):
+        return BlobInfo(digest, 1) if digest in self.blobs else None
+
+
 class FakeClient:
     """Only what planning asks: image records and blob presence."""
 
@@ -37,25 +60,16 @@ class FakeClient:
     namespace = "k8s.io"
 
     def __init__(self, records=(), blobs=(), broken=False):
-        self.records = list(records)
-        self.blobs = set(blobs)
-        self.broken = broken
-        self.set_calls = []
+        self.images = FakeImages(records, broken)
+        self.content = FakeContent(blobs)
 
-    def list_images(self, filters=()):
-        if self.broken:
-            raise ConnectError("cannot reach containerd at unix:///fake.sock")
-        return self.records
-
-    def blob_info(self, digest):
-        return BlobInfo(digest, 1) if digest in self.blobs else None
-
-    def set_image(self, name, target, labels=None):
-        self.set_calls.append((name, target.digest, dict(labels or {})))
+    @property
+    def set_calls(self):
+        return self.images.set_calls
 
 
 def record(name, digest):
-    return Record(name, Descriptor("application/vnd.oci.image.manifest.v1+json", digest, 10))
+    return ImageRecord(name, Descriptor("application/vnd.oci.image.manifest.v1+json", digest, 10))
 
 
 def image():

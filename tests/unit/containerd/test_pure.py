@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from airflow_provider_artiload.containerd import ContainerdClient, ContainerdError, chain_ids, manifest_gc_labels, skip
-from airflow_provider_artiload.containerd.content import CHUNK, _rechunk, write_blob
+from airflow_provider_artiload.containerd.content import CHUNK, _rechunk
 from airflow_provider_artiload.containerd.errors import BlobNotFound, translate
 from airflow_provider_artiload.exceptions import ArchiveError, ConnectError, TransferError, TransferTimeout
 
@@ -79,9 +79,9 @@ def test_construction_connects_to_nothing_and_bad_input_fails_before_io():
 
     client = ContainerdClient(dial, where="unix:///nowhere")
     with pytest.raises(ArchiveError, match="sha256"):
-        write_blob(client, "ref", "md5:abc", 3, lambda off: [b"abc"])
+        client.content.write("ref", "md5:abc", 3, lambda off: [b"abc"])
     with pytest.raises(ArchiveError, match="size"):
-        client.write_blob("ref", "sha256:" + "0" * 64, -1, lambda off: [])
+        client.content.write("ref", "sha256:" + "0" * 64, -1, lambda off: [])
     with pytest.raises(ContainerdError, match="namespace"):
         ContainerdClient(dial, namespace="")
     client.close()
