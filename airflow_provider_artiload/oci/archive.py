@@ -338,10 +338,12 @@ class ArchiveScanner:
 
 
 def _may_be_metadata(name: str) -> bool:
+    """Names whose small members might be JSON worth keeping (decided for sure by their first byte)."""
     return name.startswith("blobs/") or name.endswith((".json", "/json")) or name in ("repositories", "oci-layout")
 
 
 def _pax_size(records: dict[str, str], size: int) -> int:
+    """A PAX ``size`` record overrides the header's size field, as in Go."""
     if "size" not in records:
         return size
     value = records["size"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from airflow_provider_artiload.oci.archive import ArchiveIndex, ArchiveScanner
 from airflow_provider_artiload.exceptions import ArchiveError
 from airflow_provider_artiload.oci.image import Image, chain_ids
+from airflow_provider_artiload.oci.tar import padding
 
 __all__ = ["ArchiveLayout", "index_file", "read_layout", "layer_position"]
 
@@ -23,6 +25,7 @@ class ArchiveLayout:
 
     @property
     def layer_names(self) -> list[str]:
+        """Each layer's member name, bottom first ("" where the archive names none)."""
         return [layer.path or "" for layer in self.image.layers]
 
 
@@ -52,7 +55,7 @@ def read_layout(path: str, platform: str | None = None) -> ArchiveLayout:
         image = index.image(platform)
     except ArchiveError as exc:
         raise ArchiveError(f"{path}: {exc}") from None
-    extents = {name: (m.header_offset, m.offset + -(-m.size // 512) * 512) for name, m in index.members.items()}
+    extents = {name: (m.header_offset, m.offset + m.size + len(padding(m.size))) for name, m in index.members.items()}
     return ArchiveLayout(image=image, extents=extents, has_legacy_manifest="manifest.json" in index.metadata)
 
 
@@ -77,8 +80,7 @@ def layer_position(name: str, index: ArchiveIndex, diff_ids: Sequence[str]) -> i
 
 
 def _v1_position(text: str, chains: Sequence[str]) -> int | None:
-    import hashlib
-
+    """The position whose chain ID, put into the v1 JSON as moby does, hashes to the JSON's ``id``."""
     try:
         fields = _raw_fields(text)
         v1_id = json.loads(fields.pop("id"))

@@ -73,6 +73,7 @@ def _shape_name(shape: type) -> str:
 
 
 def field_of(obj: Mapping[str, Any], key: str, shape: type, *, where: str, required: bool = True) -> Any:
+    """``obj[key]`` if it has ``shape`` (a bool is no int); else an error naming the file and key."""
     value = obj.get(key)
     if value is None and not required:
         return shape()
@@ -100,6 +101,7 @@ def diff_ids_of(config_raw: bytes, *, name: str) -> list[str]:
 
 
 def platform_of(config_raw: bytes, *, name: str) -> str:
+    """``os/architecture[/variant]`` as a config states it (what platform choice compares)."""
     config = load_json(config_raw, name=name, shape=dict)
     parts = [str(config.get("os") or ""), str(config.get("architecture") or ""), str(config.get("variant") or "")]
     return "/".join(p for p in parts if p)
@@ -114,6 +116,7 @@ class Metadata:
     heads: Mapping[str, bytes] = field(default_factory=dict)  # each member's first bytes: its compression
 
     def blob(self, digest: str, *, what: str) -> bytes:
+        """A JSON blob by digest, refused unless its bytes have that digest: a name proves nothing."""
         raw = self.members.get(blob_path(digest))
         if raw is None:
             raise ArchiveError(f"the archive lacks the {what} blob {digest}")
@@ -145,6 +148,7 @@ def image_from_archive(meta: Metadata, *, platform: str | None = None) -> Image:
 
 
 def _check_layout_version(raw: bytes) -> None:
+    """containerd refuses any ``oci-layout`` version but 1.0.0, so we do too, before any byte is loaded."""
     layout = load_json(raw, name="oci-layout", shape=dict)
     if layout.get("imageLayoutVersion") != "1.0.0":
         raise ArchiveError(f"oci-layout names version {layout.get('imageLayoutVersion')!r}; only 1.0.0 exists")
@@ -160,6 +164,7 @@ def _check_same_image(oci: Image, legacy: Image) -> None:
 
 
 def _from_legacy(meta: Metadata) -> Image:
+    """The first ``manifest.json`` entry; layer media types from ``LayerSources`` or the bytes, as containerd decides."""
     entries = load_json(meta.members["manifest.json"], name="manifest.json", shape=list)
     if not entries:
         raise ArchiveError("manifest.json lists no images")
@@ -197,6 +202,7 @@ def _from_legacy(meta: Metadata) -> Image:
 
 
 def _from_index(meta: Metadata, platform: str | None) -> Image:
+    """An OCI layout's image: index.json down to one manifest, then its config and layers."""
     index = load_json(meta.members["index.json"], name="index.json", shape=dict)
     descriptor, parent = _choose_manifest(meta, index, "index.json", platform, parent=None, depth=0)
     manifest_digest = _digest_field(descriptor, "digest", where="index.json")
@@ -262,6 +268,7 @@ def _choose_manifest(
 
 
 def _is_attestation(entry: Mapping[str, Any]) -> bool:
+    """BuildKit's provenance manifests sit in the index beside the images; they are never the image."""
     annotations = entry.get("annotations") if isinstance(entry.get("annotations"), dict) else {}
     platform = entry.get("platform") if isinstance(entry.get("platform"), dict) else {}
     return annotations.get("vnd.docker.reference.type") == ATTESTATION or platform.get("os") == "unknown"
@@ -275,12 +282,14 @@ def _platform_text(platform: Any) -> str:
 
 
 def _platform_matches(platform: Any, wanted: str) -> bool:
+    """``linux/arm64`` matches ``linux/arm64/v8``: an unstated variant takes any."""
     have = _platform_text(platform).split("/")
     want = wanted.split("/")
     return have[: len(want)] == want or (len(want) == 2 and have[:2] == want)
 
 
 def _ref_names(index: Mapping[str, Any]) -> list[str]:
+    """The full names containerd records (``io.containerd.image.name``); the OCI ``ref.name`` is only a tag."""
     names = []
     for entry in index.get("manifests") or []:
         annotations = entry.get("annotations") if isinstance(entry, dict) and isinstance(entry.get("annotations"), dict) else {}

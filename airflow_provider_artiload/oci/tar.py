@@ -37,6 +37,8 @@ PAX_NUMBER_KEYS = ("size", "uid", "gid")
 
 @dataclass(frozen=True)
 class Header:
+    """What one header block says, before PAX records or GNU long names amend it."""
+
     kind: bytes
     name: str
     linkname: str
@@ -112,6 +114,7 @@ def _go_numeric_ok(field: bytes) -> bool:
 
 
 def _checksum_ok(block: bytes) -> bool:
+    """Go accepts the unsigned or the signed byte sum (old writers summed signed chars)."""
     text = block[148:156].strip(b" \x00")
     if not OCTAL.fullmatch(text):
         return False

@@ -113,6 +113,7 @@ class VerifiedArchive:
             self.scanner.feed(piece)
 
     def _finish(self) -> None:
+        """At the end of input, before the last chunk is released: everything that needs the whole archive."""
         if self._gunzip is not None:
             self._gunzip.finish()
         index = self.scanner.finish()
@@ -133,6 +134,7 @@ class VerifiedArchive:
         self.index, self.image = index, image
 
     def _check(self, step: Callable[[], None]) -> None:
+        """Run ``step``; an error it raises names the archive (``where``) first, once."""
         try:
             step()
         except ArchiveError as exc:
