@@ -34,6 +34,7 @@ from airflow_provider_artiload.exceptions import (
 from airflow_provider_artiload.hooks.engine import DockerEngineHook
 from airflow_provider_artiload.operators import DockerLoadOperator, SaveImageOperator
 from tests.integration.test_engine_transfer import connect, drop, snapshot
+from tests.processes import running
 
 ROOT = Path(__file__).resolve().parents[2]
 BIG = "faults/big:1"
@@ -165,14 +166,16 @@ class PausableFifo:
 class OwnEngine:
     """An engine only this module uses, so it may be stopped, restarted and SIGSTOPped."""
 
-    def __init__(self) -> None:
-        self.workdir = tempfile.mkdtemp(prefix="al-", dir="/tmp")
+    def __init__(self, workdir: str) -> None:
+        self.workdir = workdir
         self.engine = harness.start_engine(self.workdir, name="faults")
 
     def __getattr__(self, name: str):  # unix_url, socket_path, pid ... of the current process
         return getattr(self.engine, name)
 
     def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.engine.pid, signal.SIGCONT)  # a SIGSTOPped engine cannot stop
         self.engine.stop()
 
     def start(self) -> None:
@@ -198,17 +201,8 @@ class OwnEngine:
 
 @pytest.fixture(scope="module")
 def own(request):
-    eng = OwnEngine()
-    try:
+    with running(request, "engine faults", OwnEngine) as eng:
         yield eng
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(eng.engine.pid, signal.SIGCONT)
-        eng.stop()
-        if request.session.testsfailed:
-            print(f"\nkept {eng.workdir} for inspection", file=sys.stderr)
-        else:
-            shutil.rmtree(eng.workdir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -24,7 +24,9 @@ BINARIES = {"1.6": harness_containerd.DEBIAN_CONTAINERD, "2.x": harness_containe
 
 @pytest.fixture(scope="session", params=sorted(BINARIES), ids=lambda v: f"containerd-{v}")
 def containerd(request: pytest.FixtureRequest) -> Iterator[harness_containerd.Containerd]:
-    start = lambda d: harness_containerd.start_containerd(d, BINARIES[request.param])  # noqa: E731
+    def start(workdir: str) -> harness_containerd.Containerd:
+        return harness_containerd.start_containerd(workdir, BINARIES[request.param])
+
     with running(request, f"containerd {request.param}", start, prefix="al-ctd-") as server:
         yield server
 
