@@ -149,7 +149,6 @@ class BuildKitClient:
         session_name: str = "artiload",
     ) -> None:
         self.where = where
-        self._grpc_dial = grpc_dial
         self._session_dial = session_dial
         self._session_name = session_name
         self._grpc = BridgedChannel(grpc_dial, name="buildkit-grpc")
