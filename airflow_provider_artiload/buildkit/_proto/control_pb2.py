@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from . import worker_pb2 as worker__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rcontrol.proto\x12\x10moby.buildkit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x0cworker.proto\"\xe6\x02\n\x0cSolveRequest\x12\x0b\n\x03Ref\x18\x01 \x01(\t\x12\x10\n\x08\x45xporter\x18\x03 \x01(\t\x12H\n\rExporterAttrs\x18\x04 \x03(\x0b\x32\x31.moby.buildkit.v1.SolveRequest.ExporterAttrsEntry\x12\x0f\n\x07Session\x18\x05 \x01(\t\x12\x10\n\x08\x46rontend\x18\x06 \x01(\t\x12H\n\rFrontendAttrs\x18\x07 \x03(\x0b\x32\x31.moby.buildkit.v1.SolveRequest.FrontendAttrsEntry\x12\x14\n\x0c\x45ntitlements\x18\t \x03(\t\x1a\x34\n\x12\x45xporterAttrsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x34\n\x12\x46rontendAttrsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x99\x01\n\rSolveResponse\x12O\n\x10\x45xporterResponse\x18\x01 \x03(\x0b\x32\x35.moby.buildkit.v1.SolveResponse.ExporterResponseEntry\x1a\x37\n\x15\x45xporterResponseEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1c\n\rStatusRequest\x12\x0b\n\x03Ref\x18\x01 \x01(\t\"\x99\x01\n\x0eStatusResponse\x12*\n\x08vertexes\x18\x01 \x03(\x0b\x32\x18.moby.buildkit.v1.Vertex\x12\x30\n\x08statuses\x18\x02 \x03(\x0b\x32\x1e.moby.buildkit.v1.VertexStatus\x12)\n\x04logs\x18\x03 \x03(\x0b\x32\x1b.moby.buildkit.v1.VertexLog\"\xb1\x01\n\x06Vertex\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0e\n\x06inputs\x18\x02 \x03(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x04 \x01(\x08\x12+\n\x07started\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tcompleted\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x07 \x01(\t\"\xe3\x01\n\x0cVertexStatus\x12\n\n\x02ID\x18\x01 \x01(\t\x12\x0e\n\x06vertex\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x04 \x01(\x03\x12\r\n\x05total\x18\x05 \x01(\x03\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07started\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tcompleted\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"g\n\tVertexLog\x12\x0e\n\x06vertex\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06stream\x18\x03 \x01(\x03\x12\x0b\n\x03msg\x18\x04 \x01(\x0c\"\x1c\n\x0c\x42ytesMessage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"$\n\x12ListWorkersRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x03(\t\"K\n\x13ListWorkersResponse\x12\x34\n\x06record\x18\x01 \x03(\x0b\x32$.moby.buildkit.v1.types.WorkerRecord\"\r\n\x0bInfoRequest\"P\n\x0cInfoResponse\x12@\n\x0f\x62uildkitVersion\x18\x01 \x01(\x0b\x32\'.moby.buildkit.v1.types.BuildkitVersion2\x94\x03\n\x07\x43ontrol\x12H\n\x05Solve\x12\x1e.moby.buildkit.v1.SolveRequest\x1a\x1f.moby.buildkit.v1.SolveResponse\x12M\n\x06Status\x12\x1f.moby.buildkit.v1.StatusRequest\x1a .moby.buildkit.v1.StatusResponse0\x01\x12M\n\x07Session\x12\x1e.moby.buildkit.v1.BytesMessage\x1a\x1e.moby.buildkit.v1.BytesMessage(\x01\x30\x01\x12Z\n\x0bListWorkers\x12$.moby.buildkit.v1.ListWorkersRequest\x1a%.moby.buildkit.v1.ListWorkersResponse\x12\x45\n\x04Info\x12\x1d.moby.buildkit.v1.InfoRequest\x1a\x1e.moby.buildkit.v1.InfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rcontrol.proto\x12\x10moby.buildkit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x0cworker.proto\"\x95\x03\n\x0cSolveRequest\x12\x0b\n\x03Ref\x18\x01 \x01(\t\x12\x10\n\x08\x45xporter\x18\x03 \x01(\t\x12H\n\rExporterAttrs\x18\x04 \x03(\x0b\x32\x31.moby.buildkit.v1.SolveRequest.ExporterAttrsEntry\x12\x0f\n\x07Session\x18\x05 \x01(\t\x12\x10\n\x08\x46rontend\x18\x06 \x01(\t\x12H\n\rFrontendAttrs\x18\x07 \x03(\x0b\x32\x31.moby.buildkit.v1.SolveRequest.FrontendAttrsEntry\x12-\n\x05\x43\x61\x63he\x18\x08 \x01(\x0b\x32\x1e.moby.buildkit.v1.CacheOptions\x12\x14\n\x0c\x45ntitlements\x18\t \x03(\t\x1a\x34\n\x12\x45xporterAttrsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x34\n\x12\x46rontendAttrsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"z\n\x0c\x43\x61\x63heOptions\x12\x34\n\x07\x45xports\x18\x04 \x03(\x0b\x32#.moby.buildkit.v1.CacheOptionsEntry\x12\x34\n\x07Imports\x18\x05 \x03(\x0b\x32#.moby.buildkit.v1.CacheOptionsEntry\"\x8e\x01\n\x11\x43\x61\x63heOptionsEntry\x12\x0c\n\x04Type\x18\x01 \x01(\t\x12=\n\x05\x41ttrs\x18\x02 \x03(\x0b\x32..moby.buildkit.v1.CacheOptionsEntry.AttrsEntry\x1a,\n\nAttrsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x99\x01\n\rSolveResponse\x12O\n\x10\x45xporterResponse\x18\x01 \x03(\x0b\x32\x35.moby.buildkit.v1.SolveResponse.ExporterResponseEntry\x1a\x37\n\x15\x45xporterResponseEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1c\n\rStatusRequest\x12\x0b\n\x03Ref\x18\x01 \x01(\t\"\x99\x01\n\x0eStatusResponse\x12*\n\x08vertexes\x18\x01 \x03(\x0b\x32\x18.moby.buildkit.v1.Vertex\x12\x30\n\x08statuses\x18\x02 \x03(\x0b\x32\x1e.moby.buildkit.v1.VertexStatus\x12)\n\x04logs\x18\x03 \x03(\x0b\x32\x1b.moby.buildkit.v1.VertexLog\"\xb1\x01\n\x06Vertex\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0e\n\x06inputs\x18\x02 \x03(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x04 \x01(\x08\x12+\n\x07started\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tcompleted\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x07 \x01(\t\"\xe3\x01\n\x0cVertexStatus\x12\n\n\x02ID\x18\x01 \x01(\t\x12\x0e\n\x06vertex\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x04 \x01(\x03\x12\r\n\x05total\x18\x05 \x01(\x03\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07started\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tcompleted\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"g\n\tVertexLog\x12\x0e\n\x06vertex\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06stream\x18\x03 \x01(\x03\x12\x0b\n\x03msg\x18\x04 \x01(\x0c\"\x1c\n\x0c\x42ytesMessage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"$\n\x12ListWorkersRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x03(\t\"K\n\x13ListWorkersResponse\x12\x34\n\x06record\x18\x01 \x03(\x0b\x32$.moby.buildkit.v1.types.WorkerRecord\"\r\n\x0bInfoRequest\"P\n\x0cInfoResponse\x12@\n\x0f\x62uildkitVersion\x18\x01 \x01(\x0b\x32\'.moby.buildkit.v1.types.BuildkitVersion2\x94\x03\n\x07\x43ontrol\x12H\n\x05Solve\x12\x1e.moby.buildkit.v1.SolveRequest\x1a\x1f.moby.buildkit.v1.SolveResponse\x12M\n\x06Status\x12\x1f.moby.buildkit.v1.StatusRequest\x1a .moby.buildkit.v1.StatusResponse0\x01\x12M\n\x07Session\x12\x1e.moby.buildkit.v1.BytesMessage\x1a\x1e.moby.buildkit.v1.BytesMessage(\x01\x30\x01\x12Z\n\x0bListWorkers\x12$.moby.buildkit.v1.ListWorkersRequest\x1a%.moby.buildkit.v1.ListWorkersResponse\x12\x45\n\x04Info\x12\x1d.moby.buildkit.v1.InfoRequest\x1a\x1e.moby.buildkit.v1.InfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,38 +37,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SOLVEREQUEST_EXPORTERATTRSENTRY']._serialized_options = b'8\001'
   _globals['_SOLVEREQUEST_FRONTENDATTRSENTRY']._loaded_options = None
   _globals['_SOLVEREQUEST_FRONTENDATTRSENTRY']._serialized_options = b'8\001'
+  _globals['_CACHEOPTIONSENTRY_ATTRSENTRY']._loaded_options = None
+  _globals['_CACHEOPTIONSENTRY_ATTRSENTRY']._serialized_options = b'8\001'
   _globals['_SOLVERESPONSE_EXPORTERRESPONSEENTRY']._loaded_options = None
   _globals['_SOLVERESPONSE_EXPORTERRESPONSEENTRY']._serialized_options = b'8\001'
   _globals['_SOLVEREQUEST']._serialized_start=83
-  _globals['_SOLVEREQUEST']._serialized_end=441
-  _globals['_SOLVEREQUEST_EXPORTERATTRSENTRY']._serialized_start=335
-  _globals['_SOLVEREQUEST_EXPORTERATTRSENTRY']._serialized_end=387
-  _globals['_SOLVEREQUEST_FRONTENDATTRSENTRY']._serialized_start=389
-  _globals['_SOLVEREQUEST_FRONTENDATTRSENTRY']._serialized_end=441
-  _globals['_SOLVERESPONSE']._serialized_start=444
-  _globals['_SOLVERESPONSE']._serialized_end=597
-  _globals['_SOLVERESPONSE_EXPORTERRESPONSEENTRY']._serialized_start=542
-  _globals['_SOLVERESPONSE_EXPORTERRESPONSEENTRY']._serialized_end=597
-  _globals['_STATUSREQUEST']._serialized_start=599
-  _globals['_STATUSREQUEST']._serialized_end=627
-  _globals['_STATUSRESPONSE']._serialized_start=630
-  _globals['_STATUSRESPONSE']._serialized_end=783
-  _globals['_VERTEX']._serialized_start=786
-  _globals['_VERTEX']._serialized_end=963
-  _globals['_VERTEXSTATUS']._serialized_start=966
-  _globals['_VERTEXSTATUS']._serialized_end=1193
-  _globals['_VERTEXLOG']._serialized_start=1195
-  _globals['_VERTEXLOG']._serialized_end=1298
-  _globals['_BYTESMESSAGE']._serialized_start=1300
-  _globals['_BYTESMESSAGE']._serialized_end=1328
-  _globals['_LISTWORKERSREQUEST']._serialized_start=1330
-  _globals['_LISTWORKERSREQUEST']._serialized_end=1366
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=1368
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=1443
-  _globals['_INFOREQUEST']._serialized_start=1445
-  _globals['_INFOREQUEST']._serialized_end=1458
-  _globals['_INFORESPONSE']._serialized_start=1460
-  _globals['_INFORESPONSE']._serialized_end=1540
-  _globals['_CONTROL']._serialized_start=1543
-  _globals['_CONTROL']._serialized_end=1947
+  _globals['_SOLVEREQUEST']._serialized_end=488
+  _globals['_SOLVEREQUEST_EXPORTERATTRSENTRY']._serialized_start=382
+  _globals['_SOLVEREQUEST_EXPORTERATTRSENTRY']._serialized_end=434
+  _globals['_SOLVEREQUEST_FRONTENDATTRSENTRY']._serialized_start=436
+  _globals['_SOLVEREQUEST_FRONTENDATTRSENTRY']._serialized_end=488
+  _globals['_CACHEOPTIONS']._serialized_start=490
+  _globals['_CACHEOPTIONS']._serialized_end=612
+  _globals['_CACHEOPTIONSENTRY']._serialized_start=615
+  _globals['_CACHEOPTIONSENTRY']._serialized_end=757
+  _globals['_CACHEOPTIONSENTRY_ATTRSENTRY']._serialized_start=713
+  _globals['_CACHEOPTIONSENTRY_ATTRSENTRY']._serialized_end=757
+  _globals['_SOLVERESPONSE']._serialized_start=760
+  _globals['_SOLVERESPONSE']._serialized_end=913
+  _globals['_SOLVERESPONSE_EXPORTERRESPONSEENTRY']._serialized_start=858
+  _globals['_SOLVERESPONSE_EXPORTERRESPONSEENTRY']._serialized_end=913
+  _globals['_STATUSREQUEST']._serialized_start=915
+  _globals['_STATUSREQUEST']._serialized_end=943
+  _globals['_STATUSRESPONSE']._serialized_start=946
+  _globals['_STATUSRESPONSE']._serialized_end=1099
+  _globals['_VERTEX']._serialized_start=1102
+  _globals['_VERTEX']._serialized_end=1279
+  _globals['_VERTEXSTATUS']._serialized_start=1282
+  _globals['_VERTEXSTATUS']._serialized_end=1509
+  _globals['_VERTEXLOG']._serialized_start=1511
+  _globals['_VERTEXLOG']._serialized_end=1614
+  _globals['_BYTESMESSAGE']._serialized_start=1616
+  _globals['_BYTESMESSAGE']._serialized_end=1644
+  _globals['_LISTWORKERSREQUEST']._serialized_start=1646
+  _globals['_LISTWORKERSREQUEST']._serialized_end=1682
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=1684
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=1759
+  _globals['_INFOREQUEST']._serialized_start=1761
+  _globals['_INFOREQUEST']._serialized_end=1774
+  _globals['_INFORESPONSE']._serialized_start=1776
+  _globals['_INFORESPONSE']._serialized_end=1856
+  _globals['_CONTROL']._serialized_start=1859
+  _globals['_CONTROL']._serialized_end=2263
 # @@protoc_insertion_point(module_scope)

@@ -29,7 +29,12 @@ def test_wire_names_match_buildkit():
     assert filesync_pb2.DESCRIPTOR.services_by_name["FileSync"].full_name == "moby.filesync.v1.FileSync"
     assert secrets_pb2.DESCRIPTOR.services_by_name["Secrets"].full_name == "moby.buildkit.secrets.v1.Secrets"
     fields = {f.name: f.number for f in control_pb2.SolveRequest.DESCRIPTOR.fields}
-    assert fields == {"Ref": 1, "Exporter": 3, "ExporterAttrs": 4, "Session": 5, "Frontend": 6, "FrontendAttrs": 7, "Entitlements": 9}
+    assert fields == {"Ref": 1, "Exporter": 3, "ExporterAttrs": 4, "Session": 5, "Frontend": 6, "FrontendAttrs": 7,
+                      "Cache": 8, "Entitlements": 9}
+    cache = {f.name: f.number for f in control_pb2.CacheOptions.DESCRIPTOR.fields}
+    assert cache == {"Exports": 4, "Imports": 5}
+    entry = {f.name: f.number for f in control_pb2.CacheOptionsEntry.DESCRIPTOR.fields}
+    assert entry == {"Type": 1, "Attrs": 2}
     stat = {f.name: f.number for f in fsutil_pb2.Stat.DESCRIPTOR.fields}
     assert stat == {"path": 1, "mode": 2, "uid": 3, "gid": 4, "size": 5, "modTime": 6, "linkname": 7,
                     "devmajor": 8, "devminor": 9, "xattrs": 10}
