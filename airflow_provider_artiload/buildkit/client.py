@@ -77,6 +77,7 @@ class BuildRequest:
     no_cache: bool = False
     platform: str | None = None
     network: str | None = None  # RUN network for every step: "none", "host" or the daemon's default
+    cache: Any = field(default=None, repr=False)  # a buildkit.cache.CachePlan: cache imports and exports
 
     @property
     def context_dir(self) -> str:
@@ -119,6 +120,8 @@ class BuildRequest:
             attrs["platform"] = self.platform
         if self.network and self.network != "default":
             attrs["force-network-mode"] = self.network
+        if self.cache is not None:
+            attrs.update(self.cache.frontend_attrs())
         attrs.update({f"build-arg:{k}": str(v) for k, v in self.build_args.items()})
         attrs.update({f"label:{k}": str(v) for k, v in self.labels.items()})
         return attrs
@@ -210,6 +213,8 @@ class BuildKitClient:
             attachables.append(SecretsProvider(request.secrets))
         if request.registry_auth:
             attachables.append(AuthProvider(request.registry_auth))
+        if request.cache is not None:
+            attachables += request.cache.attachables()
         shared_key = hashlib.sha256(request.context_dir.encode()).hexdigest()[:32]
         session = Session(attachables, name=self._session_name, shared_key=shared_key).start()
         printer = StatusPrinter(log)
@@ -222,6 +227,7 @@ class BuildKitClient:
             Session=session.id,
             Frontend="dockerfile.v0",
             FrontendAttrs=request.frontend_attrs(),
+            Cache=request.cache.options() if request.cache is not None else None,
         )
         status_thread = None
         try:
@@ -258,6 +264,8 @@ class BuildKitClient:
         if filesend is not None and filesend.error is not None:
             raise _destination_error(filesend.error)
         response = dict(reply.ExporterResponse)
+        if request.cache is not None:
+            request.cache.finish(response, log=log)
         image_id = response.get("containerimage.digest") or response.get("containerimage.config.digest")
         return BuildResult(
             exporter_response=response,
@@ -282,6 +290,13 @@ class BuildKitClient:
             return _destination_error(filesend.error)
         if code == grpc.StatusCode.UNAVAILABLE:
             return self._error(exc, "Solve")
+        unknown_cache = re.search(r'unknown cache (exporter|importer):? "?([^"\s]*)', details)
+        if unknown_cache:
+            return BuildError(
+                f"BuildKit at {self.where} has no {unknown_cache.group(2)!r} cache {unknown_cache.group(1)}: a Docker "
+                "Engine's BuildKit exports cache other than type=inline only with the containerd image store; "
+                "use such an engine, a standalone BuildKit, or type=inline"
+            )
         missing = re.search(r'exporter "([^"]*)" could not be found', details)
         if missing:
             hint = ALTERNATIVES.get(request.export, "")

@@ -40,6 +40,7 @@ from airflow_provider_artiload.oci.archive import ArchiveScanner
 from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.oci.reference import parse_reference
 from airflow_provider_artiload.exceptions import ArtiloadError, BuildError, EndpointError
+from airflow_provider_artiload.hooks.cache import cache_plan, parse_entries
 from airflow_provider_artiload.hooks.connection import ConnectionBacked, default_endpoint, endpoint_from_connection
 from airflow_provider_artiload.hooks.paths import as_target
 from airflow_provider_artiload.transfer.save import Sink, archive_sink
@@ -206,8 +207,14 @@ class BuildKitHook(ConnectionBacked, BaseHook):
         secrets: Mapping[str, bytes] | None = None,
         no_cache: bool = False,
         platform: str | None = None,
+        cache_from: Any = None,
+        cache_to: Any = None,
     ) -> dict[str, Any]:
-        """Build and return the artifact as XCom: an ``image``, a ``docker-archive`` or a ``tar`` file."""
+        """Build and return the artifact as XCom: an ``image``, a ``docker-archive`` or a ``tar`` file.
+
+        ``cache_from`` / ``cache_to``: see :mod:`airflow_provider_artiload.buildkit.cache`.
+        """
+        cache_entries = parse_entries(cache_from, cache_to)  # bad entries fail here, before any I/O
         self.check_context(str(context), str(dockerfile))
         if image:
             parse_reference(image)
@@ -229,6 +236,9 @@ class BuildKitHook(ConnectionBacked, BaseHook):
             network=self.network,
         )
         request.validate()
+        if cache_entries:
+            timeout = parse_float(self._extras.get("conn_timeout"), name="conn_timeout", default=30.0)
+            request = replace(request, cache=cache_plan(cache_entries, endpoint=self.endpoint, log=self.log, timeout=timeout))
         self.log.info("Building %s (Dockerfile %s) on %s, export=%s", request.context_dir, request.dockerfile, self.endpoint, export)
         if export not in STREAMED:
             result = self.client.solve(request, log=self.log)

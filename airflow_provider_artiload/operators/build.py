@@ -52,11 +52,22 @@ class BuildArtifactOperator(BaseOperator):
         only on request, and never logged or returned.
     :param no_cache: ignore the build cache.
     :param platform: target platform, e.g. ``linux/amd64``.
+    :param cache_from: build cache to import: one entry or a list, in buildx's
+        syntax (``type=local,src=DIR``, ``type=registry,ref=HOST/REPO:TAG``,
+        ``type=s3,bucket=B,region=R,aws_conn_id=C``), a dict of the same keys,
+        or a bare location (a path or ``s3://``/``sftp://`` URL: the cache
+        artiload's session serves from there). Bad entries fail before the
+        build. (templated)
+    :param cache_to: build cache to export, same forms (``type=local,dest=DIR,mode=max``,
+        ``type=inline``...). The BuildKit inside a classic-store Docker Engine
+        exports only ``type=inline``; other exports are refused before the build. (templated)
     :param buildkit_conn_id: the ``buildkit`` connection.
     """
 
     # ``output`` is kept as ``output_path``: BaseOperator.output is the task's XComArg.
-    template_fields: Sequence[str] = ("context", "dockerfile", "image", "output_path", "build_args", "labels", "target")
+    template_fields: Sequence[str] = (
+        "context", "dockerfile", "image", "output_path", "build_args", "labels", "target", "cache_from", "cache_to",
+    )
     ui_color = "#e5f2e5"
 
     def __init__(
@@ -73,6 +84,8 @@ class BuildArtifactOperator(BaseOperator):
         secrets: Mapping[str, Mapping[str, str]] | None = None,
         no_cache: bool = False,
         platform: str | None = None,
+        cache_from: str | Mapping[str, Any] | Sequence[str | Mapping[str, Any]] | None = None,
+        cache_to: str | Mapping[str, Any] | Sequence[str | Mapping[str, Any]] | None = None,
         buildkit_conn_id: str = BuildKitHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -89,6 +102,8 @@ class BuildArtifactOperator(BaseOperator):
         self.secrets = secrets
         self.no_cache = no_cache
         self.platform = platform
+        self.cache_from = cache_from
+        self.cache_to = cache_to
         self.buildkit_conn_id = buildkit_conn_id
 
     @cached_property
@@ -110,6 +125,8 @@ class BuildArtifactOperator(BaseOperator):
                     secrets=self.hook.resolve_secrets(self.secrets),
                     no_cache=self.no_cache,
                     platform=self.platform,
+                    cache_from=self.cache_from,
+                    cache_to=self.cache_to,
                 )
         finally:
             self.hook.close()
