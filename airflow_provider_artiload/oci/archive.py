@@ -35,12 +35,14 @@ from airflow_provider_artiload.oci.metadata import Metadata, image_from_archive
 METADATA_LIMIT = 16 << 20  # all JSON members together
 JSON_MEMBER_LIMIT = 4 << 20  # one JSON member
 EXTENDED_LIMIT = 1 << 20  # one PAX or GNU long-name header, as Go's reader limits it
+EXTENDED_RUN_LIMIT = 3 << 20  # all extended headers before one entry: a PAX header, a long name and a long link
 MEMBER_LIMIT = 100_000  # entries; a real image archive has a few hundred
 DATA_TYPES = (b"0", b"\0")
 LINK_TYPES = (b"1", b"2")
 HEADER_ONLY = (b"1", b"2", b"3", b"4", b"5", b"6")  # Go reads no data for these, whatever the size field says
 EXTENDED = (b"x", b"g", b"L", b"K")
 JSON_START = (b"{", b"[")
+JSON_SPACE = b" \t\r\n"  # what Go's encoding/json (and Python's) skip before a value
 
 
 @dataclass
@@ -124,6 +126,7 @@ class ArchiveScanner:
         self._long_name: str | None = None
         self._long_link: str | None = None
         self._first_header = 0
+        self._extended_run = 0  # bytes of extended headers since the last entry
         self._pending = bytearray()  # extended headers waiting for the entry they describe
         self._forward = True
         self._zeros = 0  # end-of-archive blocks seen
@@ -232,7 +235,7 @@ class ArchiveScanner:
         self._entries += 1
         if self._entries > MEMBER_LIMIT:
             raise ArchiveError(f"the archive has more than {MEMBER_LIMIT} entries; an image archive has far fewer")
-        if not (self._pending or self._extended or self._long_name or self._long_link):
+        if not (self._pending or self._extended or self._long_name or self._long_link or self._extended_run):
             self._first_header = self.offset - BLOCK
         self._kind = header.kind
         self._member, self._hasher, self._capture, self._sniff = None, None, None, False
@@ -242,7 +245,7 @@ class ArchiveScanner:
         name = self._long_name if self._long_name is not None else self._extended.get("path", header.name)
         link = self._long_link if self._long_link is not None else self._extended.get("linkpath", header.linkname)
         size = _pax_size(self._extended, header.size)
-        self._long_name, self._long_link, self._extended = None, None, {}
+        self._long_name, self._long_link, self._extended, self._extended_run = None, None, {}, 0
         kind = header.kind
         if kind == b"\0" and name.endswith("/"):
             kind = b"5"  # Go reads an old-style regular entry named "x/" as a directory
@@ -261,6 +264,12 @@ class ArchiveScanner:
     def _start_extended(self, header: Header, block: bytes, out: list[bytes | memoryview]) -> None:
         if header.size > EXTENDED_LIMIT:
             raise ArchiveError(f"tar extended header of {header.size} bytes at byte {self.offset - BLOCK} is too large")
+        self._extended_run += BLOCK + header.size
+        if self._extended_run > EXTENDED_RUN_LIMIT:
+            raise ArchiveError(
+                f"tar extended headers from byte {self._first_header} add up to more than {EXTENDED_RUN_LIMIT >> 20} MiB "
+                "before any entry; an archive needs one of each kind"
+            )
         self._remaining, self._padding = header.size, -header.size % BLOCK
         self._capture = bytearray()
         self._emit(out, block)
@@ -302,12 +311,19 @@ class ArchiveScanner:
         if self._member is not None and not self._member.head:
             self._member.head = piece[:4].tobytes()
         if self._sniff:
-            self._sniff = False
-            if piece[:1].tobytes() in JSON_START:
-                self._captured += self._remaining
-                if self._captured > METADATA_LIMIT:
-                    raise ArchiveError(f"the archive's JSON members exceed {METADATA_LIMIT >> 20} MiB")
+            # JSON may start after whitespace (Go reads it so): capture from the first byte until one that is not
+            # blank decides; a member only blank so far stays captured (it is at most JSON_MEMBER_LIMIT).
+            if self._capture is None:
                 self._capture = bytearray()
+            first = piece[:64].tobytes().lstrip(JSON_SPACE)[:1] or bytes(piece).lstrip(JSON_SPACE)[:1]
+            if first:
+                self._sniff = False
+                if first in JSON_START:
+                    self._captured += self._member.size if self._member is not None else 0
+                    if self._captured > METADATA_LIMIT:
+                        raise ArchiveError(f"the archive's JSON members exceed {METADATA_LIMIT >> 20} MiB")
+                else:
+                    self._capture = None
         if self._hasher is not None:
             self._hasher.update(piece)
         if self._capture is not None:
@@ -316,7 +332,7 @@ class ArchiveScanner:
 
     def _end_entry(self) -> None:
         if self._kind in (b"L", b"K") and self._capture is not None:
-            text = bytes(self._capture).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            text = bytes(self._capture).split(b"\0", 1)[0].decode("utf-8", "surrogateescape") or None  # Go ignores ""
             if self._kind == b"L":
                 self._long_name = text
             else:
@@ -325,11 +341,16 @@ class ArchiveScanner:
             self._extended = parse_pax(bytes(self._capture), offset=self._first_header)
         elif self._kind == b"g" and self._capture is not None:
             parse_pax(bytes(self._capture), offset=self._first_header)  # valid, but Go applies it to nothing
+            # Go returns a global header as an entry of its own: a PAX header or GNU long name or link read
+            # before it is forgotten, so the next entry keeps its own name. (A filter drops them all.)
+            self._extended, self._long_name, self._long_link, self._extended_run = {}, None, None, 0
+            self._pending.clear()
         elif self._member is not None:
             if self._hasher is not None:
                 self._member.sha256, self._member.diff_id = self._hasher.finish()
             if self._capture is not None:
-                self.index.metadata[self._member.name] = bytes(self._capture)
+                # a member blank to its end is kept as one blank: invalid JSON, as Go finds it, in bounded memory
+                self.index.metadata[self._member.name] = b" " if self._sniff else bytes(self._capture)
         self._capture, self._hasher, self._member = None, None, None
 
     def _check_links(self) -> None:

@@ -37,9 +37,13 @@ def link_target(name: str, target: str, *, symbolic: bool) -> str:
 
 
 def _resolve(name: str, start: str, target: str, links: RawLinks) -> str:
-    """Walk ``target`` from ``start`` one component at a time, following links as the kernel would."""
-    stack: list[str] = [p for p in start.split("/") if p]
-    todo = [p for p in target.split("/") if p][::-1]
+    """Walk ``target`` from ``start`` one component at a time, following links as the kernel would.
+
+    ``start`` (a symlink's own directory) is walked too: with ``d/up -> .``,
+    ``d/up/x`` sits in ``d``, so ``d/up/x -> ../..`` leaves the archive.
+    """
+    stack: list[str] = []
+    todo = [p for p in target.split("/") if p][::-1] + [p for p in start.split("/") if p][::-1]
     hops = 0
     while todo:
         part = todo.pop()

@@ -11,6 +11,7 @@ manifests skipped, then the platform asked for, or the first image.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -30,6 +31,35 @@ from airflow_provider_artiload.oci.image import (
 
 MAX_JSON_DEPTH = 64  # real manifests nest 4 deep; json.loads would recurse 100,000 deep
 ATTESTATION = "attestation-manifest"
+NAME_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
+# Go's encoding/json folds a key to a struct field's ASCII name: ASCII case, and the two non-ASCII letters that
+# fold to ASCII ones (KELVIN SIGN to k, LONG S to s).
+_FOLD = str.maketrans({**{chr(c): chr(c + 32) for c in range(65, 91)}, "\u212a": "k", "\u017f": "s"})
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE_PAIR = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+
+
+def fold(key: str) -> str:
+    """A JSON key as Go's encoding/json compares it with a struct field's name."""
+    return key.translate(_FOLD)
+
+
+class JsonObject(dict):
+    """A JSON object as Go decodes it into a struct: a key matches a field whatever its case (see :func:`member`).
+
+    Keys that fold to the same name are refused when the object is read, so
+    the one that matches is the one Go's "last match wins" would take too.
+    """
+
+    folded: dict[str, str]
+
+
+def member(obj: Mapping[str, Any], key: str) -> Any:
+    """``obj``'s value for the struct field ``key``, matched as Go matches it (case-insensitively)."""
+    if isinstance(obj, JsonObject):
+        actual = obj.folded.get(fold(key))
+        return obj[actual] if actual is not None else None
+    return obj.get(key)
 
 
 def load_json(raw: bytes, *, name: str, shape: type) -> Any:
@@ -38,12 +68,33 @@ def load_json(raw: bytes, *, name: str, shape: type) -> Any:
     if depth > MAX_JSON_DEPTH:
         raise ArchiveError(f"{name} nests {depth} levels deep; image metadata never nests more than {MAX_JSON_DEPTH}")
     try:
-        value = json.loads(raw)
+        text = raw.decode("utf-8")  # strictly: Python would guess UTF-16/32 or skip a BOM, Go does neither
+    except UnicodeDecodeError as exc:
+        raise ArchiveError(f"{name} is not UTF-8 JSON: {exc}") from None
+    if _SURROGATE_ESCAPE.search(_SURROGATE_PAIR.sub("", text)):
+        raise ArchiveError(f"{name} escapes half a UTF-16 surrogate pair, which Go reads as U+FFFD and Python keeps")
+    try:
+        value = json.loads(text, object_pairs_hook=lambda pairs: _object(pairs, name), parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:
         raise ArchiveError(f"{name} is not valid JSON: {exc}") from None
     if not isinstance(value, shape):
         raise ArchiveError(f"{name} must hold a JSON {_shape_name(shape)}, not {_shape_name(type(value))}")
     return value
+
+
+def _object(pairs: list[tuple[str, Any]], name: str) -> JsonObject:
+    """One JSON object; duplicate keys (also differing only in case) are refused: Go and Python could pick different ones."""
+    obj = JsonObject(pairs)
+    obj.folded = {}
+    for key, _ in pairs:
+        seen = obj.folded.setdefault(fold(key), key)
+        if seen is not key:
+            raise ArchiveError(f"{name} has the key {key!r} twice ({seen!r} and {key!r}); Go reads keys regardless of case")
+    return obj
+
+
+def _no_constant(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON (Python reads it, Go does not)")
 
 
 def _max_depth(raw: bytes) -> int:
@@ -69,12 +120,13 @@ def _max_depth(raw: bytes) -> int:
 
 
 def _shape_name(shape: type) -> str:
+    shape = dict if issubclass(shape, dict) else shape
     return {dict: "object", list: "list", str: "string", type(None): "null"}.get(shape, shape.__name__)
 
 
 def field_of(obj: Mapping[str, Any], key: str, shape: type, *, where: str, required: bool = True) -> Any:
     """``obj[key]`` if it has ``shape`` (a bool is no int); else an error naming the file and key."""
-    value = obj.get(key)
+    value = member(obj, key)
     if value is None and not required:
         return shape()
     if not isinstance(value, shape) or isinstance(value, bool) and shape is int:
@@ -103,7 +155,7 @@ def diff_ids_of(config_raw: bytes, *, name: str) -> list[str]:
 def platform_of(config_raw: bytes, *, name: str) -> str:
     """``os/architecture[/variant]`` as a config states it (what platform choice compares)."""
     config = load_json(config_raw, name=name, shape=dict)
-    parts = [str(config.get("os") or ""), str(config.get("architecture") or ""), str(config.get("variant") or "")]
+    parts = [str(member(config, "os") or ""), str(member(config, "architecture") or ""), str(member(config, "variant") or "")]
     return "/".join(p for p in parts if p)
 
 
@@ -150,8 +202,9 @@ def image_from_archive(meta: Metadata, *, platform: str | None = None) -> Image:
 def _check_layout_version(raw: bytes) -> None:
     """containerd refuses any ``oci-layout`` version but 1.0.0, so we do too, before any byte is loaded."""
     layout = load_json(raw, name="oci-layout", shape=dict)
-    if layout.get("imageLayoutVersion") != "1.0.0":
-        raise ArchiveError(f"oci-layout names version {layout.get('imageLayoutVersion')!r}; only 1.0.0 exists")
+    version = member(layout, "imageLayoutVersion")
+    if version != "1.0.0":
+        raise ArchiveError(f"oci-layout names version {version!r}; only 1.0.0 exists")
 
 
 def _check_same_image(oci: Image, legacy: Image) -> None:
@@ -164,10 +217,23 @@ def _check_same_image(oci: Image, legacy: Image) -> None:
 
 
 def _from_legacy(meta: Metadata) -> Image:
-    """The first ``manifest.json`` entry; layer media types from ``LayerSources`` or the bytes, as containerd decides."""
+    """The one ``manifest.json`` entry; layer media types from ``LayerSources`` or the bytes, as containerd decides.
+
+    ``docker load`` loads every entry and applies its tags, so an archive of
+    several images is refused, naming each: artiload checks and reports one.
+    """
     entries = load_json(meta.members["manifest.json"], name="manifest.json", shape=list)
     if not entries:
         raise ArchiveError("manifest.json lists no images")
+    if len(entries) > 1:
+        described = "; ".join(
+            f"{member(e, 'Config') if isinstance(e, dict) else e!r} tagged {list(member(e, 'RepoTags') or []) if isinstance(e, dict) else []}"
+            for e in entries
+        )
+        raise ArchiveError(
+            f"manifest.json lists {len(entries)} images ({described}); the engine would load them all, "
+            "artiload loads one image per archive: save each image to its own archive"
+        )
     entry = entries[0]
     if not isinstance(entry, dict):
         raise ArchiveError(f"manifest.json: an entry must be an object, not {_shape_name(type(entry))}")
@@ -182,11 +248,12 @@ def _from_legacy(meta: Metadata) -> Image:
     diff_ids = diff_ids_of(raw, name=config_path)
     if len(diff_ids) != len(layer_paths):
         raise ArchiveError(f"manifest.json names {len(layer_paths)} layers, config {config_path} lists {len(diff_ids)}")
-    sources = entry.get("LayerSources") if isinstance(entry.get("LayerSources"), dict) else {}
+    sources = member(entry, "LayerSources") if isinstance(member(entry, "LayerSources"), dict) else {}
     layers = []
     for diff_id, path in zip(diff_ids, layer_paths):
         digest = "sha256:" + path.rsplit("/", 1)[-1] if path.startswith("blobs/sha256/") else diff_id
-        media = str((sources.get(diff_id) or {}).get("mediaType") or "")
+        source = sources.get(diff_id)
+        media = str(member(source, "mediaType") or "") if isinstance(source, dict) else ""
         if not media:
             media = docker_layer_type(sniff_compression(meta.heads.get(path, b"")))
         layers.append(Layer(diff_id=diff_id, digest=digest, media_type=media, size=meta.sizes.get(path), path=path))
@@ -225,9 +292,9 @@ def _from_index(meta: Metadata, platform: str | None) -> Image:
             Layer(
                 diff_id=diff_id,
                 digest=_digest_field(desc, "digest", where=f"{name} layer"),
-                media_type=str(desc.get("mediaType") or OCI_LAYER),
+                media_type=str(member(desc, "mediaType") or OCI_LAYER),
                 size=size,
-                path=blob_path(str(desc["digest"])),
+                path=blob_path(str(member(desc, "digest"))),
             )
         )
     tags = _ref_names(index)
@@ -254,30 +321,52 @@ def _choose_manifest(
     if not entries:
         raise ArchiveError(f"{name} lists no manifests")
     images = [e for e in entries if not _is_attestation(e)]
-    if len(images) == 1 and images[0].get("mediaType") in INDEXES:
+    if depth == 0:
+        _refuse_several_images(images, name)
+    if len(images) == 1 and member(images[0], "mediaType") in INDEXES:
         digest = _digest_field(images[0], "digest", where=name)
         nested = load_json(meta.blob(digest, what="index"), name=blob_path(digest), shape=dict)
         return _choose_manifest(meta, nested, blob_path(digest), platform, parent=digest, depth=depth + 1)
     if platform:
-        wanted = [e for e in images if _platform_matches(e.get("platform"), platform)]
+        wanted = [e for e in images if _platform_matches(member(e, "platform"), platform)]
         if not wanted:
-            have = sorted({_platform_text(e.get("platform")) for e in images})
+            have = sorted({_platform_text(member(e, "platform")) for e in images})
             raise ArchiveError(f"{name} has no image for platform {platform} (it has {', '.join(have) or 'none named'})")
         return wanted[0], parent
     return images[0], parent
 
 
+def _refuse_several_images(images: list[dict[str, Any]], name: str) -> None:
+    """An index naming different images (``docker save a b`` on a containerd store): containerd imports each by name."""
+    digests = {str(member(e, "digest")) for e in images}
+    names = [n for e in images for n in _names_of(e)]
+    if len(digests) > 1 and names:
+        described = "; ".join(f"{member(e, 'digest')} named {_names_of(e)}" for e in images)
+        raise ArchiveError(
+            f"{name} lists {len(digests)} images ({described}); the engine would load them all, "
+            "artiload loads one image per archive: save each image to its own archive"
+        )
+
+
+def _annotations(entry: Mapping[str, Any]) -> Mapping[str, Any]:
+    annotations = member(entry, "annotations")
+    return annotations if isinstance(annotations, dict) else {}
+
+
+def _names_of(entry: Mapping[str, Any]) -> list[str]:
+    return [n for key in NAME_ANNOTATIONS if isinstance(n := _annotations(entry).get(key), str) and n]
+
+
 def _is_attestation(entry: Mapping[str, Any]) -> bool:
     """BuildKit's provenance manifests sit in the index beside the images; they are never the image."""
-    annotations = entry.get("annotations") if isinstance(entry.get("annotations"), dict) else {}
-    platform = entry.get("platform") if isinstance(entry.get("platform"), dict) else {}
-    return annotations.get("vnd.docker.reference.type") == ATTESTATION or platform.get("os") == "unknown"
+    platform = member(entry, "platform") if isinstance(member(entry, "platform"), dict) else {}
+    return _annotations(entry).get("vnd.docker.reference.type") == ATTESTATION or member(platform, "os") == "unknown"
 
 
 def _platform_text(platform: Any) -> str:
     if not isinstance(platform, dict):
         return "?"
-    parts = [platform.get("os"), platform.get("architecture"), platform.get("variant")]
+    parts = [member(platform, "os"), member(platform, "architecture"), member(platform, "variant")]
     return "/".join(str(p) for p in parts if p)
 
 
@@ -291,8 +380,8 @@ def _platform_matches(platform: Any, wanted: str) -> bool:
 def _ref_names(index: Mapping[str, Any]) -> list[str]:
     """The full names containerd records (``io.containerd.image.name``); the OCI ``ref.name`` is only a tag."""
     names = []
-    for entry in index.get("manifests") or []:
-        annotations = entry.get("annotations") if isinstance(entry, dict) and isinstance(entry.get("annotations"), dict) else {}
+    for entry in member(index, "manifests") or []:
+        annotations = _annotations(entry) if isinstance(entry, dict) else {}
         name = annotations.get("io.containerd.image.name")
         if isinstance(name, str) and name:
             names.append(name)

@@ -33,6 +33,11 @@ OCTAL = re.compile(rb"[0-7]+")
 DECIMAL = re.compile(rb"[0-9]+")
 PAX_TEXT_KEYS = ("path", "linkpath", "uname", "gname")
 PAX_NUMBER_KEYS = ("size", "uid", "gid")
+PAX_TIME_KEYS = ("atime", "mtime", "ctime")
+PAX_TIME = re.compile(r"-?[0-9]{1,18}(\.[0-9]{1,30})?")  # what Go's parsePAXTime takes, a little stricter
+# Go's readHeader parses these and refuses the header when one is not a number
+# (devmajor/devminor only beyond V7); we never use them, but must refuse alike.
+NUMBER_FIELDS = (("mode", 100, 108), ("uid", 108, 116), ("gid", 116, 124), ("mtime", 136, 148), ("devmajor", 329, 337), ("devminor", 337, 345))
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,10 @@ def parse_header(block: bytes, *, offset: int) -> Header:
     if kind == b"S" or kind in (b"M", b"N", b"V", b"D"):
         raise ArchiveError(f"tar entry {name!r} at byte {offset} is a GNU sparse/multivolume entry, not supported")
     size = number(block[124:136], what="size", offset=offset)
+    numbers = NUMBER_FIELDS if form != "v7" else NUMBER_FIELDS[:4]
+    for what, start, end in numbers:
+        if not _go_numeric_ok(block[start:end]):
+            raise ArchiveError(f"corrupt tar header at byte {offset} ({name!r}): {what} {block[start:end]!r} is not a number Go reads")
     return Header(kind=kind, name=name, linkname=_string(block[157:257]), size=size, format=form)
 
 
@@ -77,7 +86,10 @@ def number(field: bytes, *, what: str, offset: int) -> int:
     if field[:1] and field[0] & 0x80:
         if field[0] & 0x40:
             raise ArchiveError(f"corrupt tar header at byte {offset}: negative {what}")
-        return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
+        value = int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
+        if value >= 1 << 63:
+            raise ArchiveError(f"corrupt tar header at byte {offset}: {what} does not fit Go's int64")
+        return value
     text = field.strip(b" \x00")
     if not text:
         return 0
@@ -133,7 +145,10 @@ def parse_pax(data: bytes, *, offset: int) -> dict[str, str]:
     """PAX records ``"%d %s=%s\\n"``, strictly: a length that does not frame its record is an error.
 
     A later record for the same key wins, as in Go; like Go, no padding is
-    allowed after the last record. GNU sparse keys are refused.
+    allowed after the last record. GNU sparse keys are refused. Numbers and
+    times Go would fail to parse are refused (Go refuses the header); a
+    record with an empty value is dropped, as Go's mergePAX keeps the
+    header's own field then.
     """
     records: dict[str, str] = {}
     rest = data
@@ -155,10 +170,12 @@ def parse_pax(data: bytes, *, offset: int) -> dict[str, str]:
             raise ArchiveError(f"pax header at byte {offset} describes a sparse file, which is not supported")
         if name in PAX_TEXT_KEYS and b"\0" in value:
             raise ArchiveError(f"corrupt pax extended header at byte {offset}: NUL in {name}")
-        if name in PAX_NUMBER_KEYS and not DECIMAL.fullmatch(value):
+        if name in PAX_NUMBER_KEYS and not (DECIMAL.fullmatch(value) and len(value) <= 18):
+            raise ArchiveError(f"corrupt pax extended header at byte {offset}: {name} is {value[:40]!r}")
+        if name in PAX_TIME_KEYS and not PAX_TIME.fullmatch(value.decode("ascii", "replace")):
             raise ArchiveError(f"corrupt pax extended header at byte {offset}: {name} is {value[:40]!r}")
         records[name] = value.decode("utf-8", "surrogateescape")
-    return records
+    return {key: value for key, value in records.items() if value}
 
 
 # ---------------------------------------------------------------- writing

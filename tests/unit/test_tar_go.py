@@ -177,8 +177,11 @@ def test_numbers_parse_as_go_parses_them():
     assert number(b"00000001750\0", what="size", offset=0) == 0o1750
     assert number(b"  1750  \0\0\0\0", what="size", offset=0) == 0o1750
     assert number(b"\0\0\0\0\0\0\0\0\0\0\0\0", what="size", offset=0) == 0
-    big = bytes([0x80 | 0x01]) + (5).to_bytes(11, "big")  # the first byte's low bits count
-    assert number(big, what="size", offset=0) == (1 << 88) + 5
+    big = bytes([0x80]) + ((1 << 62) + 5).to_bytes(11, "big")
+    assert number(big, what="size", offset=0) == (1 << 62) + 5
+    huge = bytes([0x80 | 0x01]) + (5).to_bytes(11, "big")  # the first byte's low bits count: past Go's int64
+    with pytest.raises(ArchiveError, match="int64"):
+        number(huge, what="size", offset=0)
     for bad in (b"0o1750\0\0\0\0\0\0", b"1_750\0\0\0\0\0\0\0", b"+1750\0\0\0\0\0\0\0", b"12 34\0\0\0\0\0\0\0", b"\xc0" + bytes(11)):
         with pytest.raises(ArchiveError):
             number(bad, what="size", offset=0)
