@@ -9,11 +9,20 @@ Prints a table:
   timed from the daemon's first FileSync call to the last one's end;
 - ``tar`` export MB/s and peak RSS growth (peak minus the RSS just before)
   for an image with a 500 MB layer, against ``docker save -o`` of the same image.
+
+    python benchmarks/bench_build.py --cache --runs 3      # the build cache (issue 18)
+
+With ``--cache``: a Dockerfile whose RUN steps take most of the time, built
+cold and with ``cache_from`` each location (a local directory, sftp://, s3://
+on moto, a registry), every build on a fresh Docker 28 containerd-store
+engine, against ``docker buildx build --cache-from`` on the same caches;
+times and the bytes each build moved.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -129,7 +138,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engine", help="unix:// URL of an engine that has the base image; default: start one")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--cache", action="store_true", help="benchmark the build cache instead")
     args = parser.parse_args()
+    if args.cache:
+        return bench_cache(args.runs)
     workdir = tempfile.mkdtemp(prefix="bench-build-", dir="/var/tmp")
     started_engine = None
     try:
@@ -174,6 +186,187 @@ def main() -> int:
         if started_engine is not None:
             started_engine.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+# ---------------------------------------------------------------- build cache (--cache)
+
+CACHE_DOCKERFILE = (
+    "FROM scratch\nCOPY busybox /bin/busybox\n"
+    'RUN ["/bin/busybox", "sh", "-c", "/bin/busybox sleep 6 && /bin/busybox head -c 24000000 /dev/urandom > /a"]\n'
+    'RUN ["/bin/busybox", "sh", "-c", "/bin/busybox sleep 3 && /bin/busybox head -c 8000000 /dev/urandom > /b"]\n'
+)
+
+
+def proc_io(pid: int) -> dict[str, int]:
+    """rchar/wchar of a process: bytes it read and wrote (sockets included), for the registry's traffic."""
+    with open(f"/proc/{pid}/io") as handle:
+        return {k: int(v) for k, v in (line.split(": ") for line in handle)}
+
+
+class CacheBench:
+    """Fresh Docker 28 containerd-store engines, one per measured build, and every cache location at once."""
+
+    def __init__(self, workdir: str) -> None:
+        import harness
+        import harness_registry
+
+        self.harness = harness
+        self.workdir = workdir
+        self.started: list = []
+        self.kind = harness.engine_kind("28-containerd")
+        self.ctx = Path(workdir) / "cache-ctx"
+        self.ctx.mkdir()
+        shutil.copy("/bin/busybox", self.ctx / "busybox")
+        (self.ctx / "Dockerfile").write_text(CACHE_DOCKERFILE)
+        self.registry = harness_registry.start_registry(os.path.join(workdir, "registry"))
+        self.started.append(self.registry)
+        self.sshd = harness.start_sshd(os.path.join(workdir, "sshd"))
+        self.started.append(self.sshd)
+        home = Path(workdir) / "home"
+        (home / ".ssh").mkdir(parents=True)
+        shutil.copy(self.sshd.known_hosts, home / ".ssh" / "known_hosts")
+        os.environ["HOME"] = str(home)
+        os.environ["AIRFLOW_CONN_STORE"] = json.dumps({"conn_type": "sftp", "host": self.sshd.host, "port": self.sshd.port,
+                                                       "login": self.sshd.user, "extra": {"key_file": self.sshd.client_key}})
+        self.moto = self._start_moto()
+        self.buildx_config = self._buildx_config()
+
+    def _start_moto(self) -> subprocess.Popen:
+        import socket
+        import urllib.request
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        moto = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.started.append(type("P", (), {"stop": lambda _self: (moto.terminate(), moto.wait(30))})())
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(url, timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        os.environ["AIRFLOW_CONN_MOTO"] = json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
+                                                      "extra": {"endpoint_url": url, "region_name": "us-east-1"}})
+        import boto3
+
+        boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
+                     aws_secret_access_key="testing").create_bucket(Bucket="bench")
+        return moto
+
+    def _buildx_config(self) -> str | None:
+        plugin = ROOT / ".engines" / "sid" / "root" / "usr" / "libexec" / "docker" / "cli-plugins" / "docker-buildx"
+        if not plugin.exists():
+            return None
+        config = Path(self.workdir) / "docker-config"
+        (config / "cli-plugins").mkdir(parents=True)
+        shutil.copy(plugin, config / "cli-plugins" / "docker-buildx")
+        return str(config)
+
+    def engine(self, name: str):
+        engine = self.harness.start_engine(os.path.join(self.workdir, name), name=name, kind=self.kind)
+        self.started.append(engine)
+        return engine
+
+    def build(self, engine, *, cache_from=None, cache_to=None) -> tuple[float, int, int]:
+        """One artiload build on ``engine``: seconds, bytes read from and written to session stores."""
+        from airflow_provider_artiload.hooks.cache import open_store, parse_entries
+        from airflow_provider_artiload.buildkit.cache import CachePlan
+
+        plan = CachePlan.prepare(parse_entries(cache_from, cache_to), open_store, log=quiet) if (cache_from or cache_to) else None
+        client = make_client(engine.unix_url)
+        started = time.monotonic()
+        client.solve(BuildRequest(context=str(self.ctx), image="bench/cache:1", network="none", cache=plan), log=quiet)
+        seconds = time.monotonic() - started
+        client.close()
+        stores = plan.stores.values() if plan else []
+        return seconds, sum(s.stats.bytes_read for s in stores), sum(s.stats.bytes_written for s in stores)
+
+    def buildx(self, engine, cache_from: str) -> float:
+        env = {**os.environ, "DOCKER_CONFIG": self.buildx_config or "", "DOCKER_HOST": engine.unix_url,
+               "BUILDX_NO_DEFAULT_ATTESTATIONS": "1"}
+        started = time.monotonic()
+        subprocess.run(["docker", "buildx", "build", "--progress=quiet", "--network", "none", "--cache-from", cache_from,
+                        "-t", "bench/cache:buildx", "--load", str(self.ctx)], check=True, env=env,
+                       stdout=subprocess.DEVNULL)
+        return time.monotonic() - started
+
+    def stop(self) -> None:
+        for thing in reversed(self.started):
+            try:
+                thing.stop()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def bench_cache(runs: int) -> int:
+    """Cold build vs builds importing a cache from each location, each on a fresh engine; buildx on the same caches."""
+    workdir = tempfile.mkdtemp(prefix="bc-", dir="/tmp")
+    bench = CacheBench(workdir)
+    locations = {
+        "local dir": (f"type=local,dest={workdir}/cache,mode=max", f"type=local,src={workdir}/cache"),
+        "sftp://": (f"sftp://store@{workdir}/sftp-cache", f"sftp://store@{workdir}/sftp-cache"),
+        "s3:// (moto)": ("s3://moto@bench/cache/app", "s3://moto@bench/cache/app"),
+        "registry": (f"type=registry,ref={bench.registry.host}/cache/app:b,mode=max", f"type=registry,ref={bench.registry.host}/cache/app:b"),
+    }
+    rows: list[tuple[str, list[float], str]] = []
+    try:
+        n = 0
+
+        def fresh():
+            nonlocal n
+            n += 1
+            return bench.engine(f"e{n}")
+
+        cold = []
+        for _ in range(runs):
+            engine = fresh()
+            cold.append(bench.build(engine)[0])
+            engine.stop()
+        rows.append(("cold build, fresh engine", cold, "-"))
+        for name, (to, frm) in locations.items():
+            engine = fresh()
+            before = proc_io(bench.registry.pid)
+            seconds, _, written = bench.build(engine, cache_to=to)
+            after = proc_io(bench.registry.pid)
+            engine.stop()
+            written = written or after["rchar"] - before["rchar"]
+            rows.append((f"cold build + export to {name}", [seconds], f"{written / MB:.1f} MB up"))
+            times, moved = [], []
+            for _ in range(runs):
+                engine = fresh()
+                before = proc_io(bench.registry.pid)
+                seconds, read, _ = bench.build(engine, cache_from=frm)
+                after = proc_io(bench.registry.pid)
+                engine.stop()
+                times.append(seconds)
+                moved.append(read or after["wchar"] - before["wchar"])
+            rows.append((f"artiload, cache_from {name}", times, f"{statistics.median(moved) / MB:.1f} MB down"))
+            if bench.buildx_config and name in ("local dir", "registry"):
+                times, moved = [], []
+                for _ in range(runs):
+                    engine = fresh()
+                    before = proc_io(bench.registry.pid)
+                    times.append(bench.buildx(engine, frm))
+                    after = proc_io(bench.registry.pid)
+                    engine.stop()
+                    moved.append(after["wchar"] - before["wchar"])
+                label = f"{statistics.median(moved) / MB:.1f} MB down" if name == "registry" else "n/a (in buildx)"
+                rows.append((f"docker buildx build --cache-from, {name}", times, label))
+    finally:
+        bench.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    cold_median = statistics.median(cold)
+    print(f"\nmedians of {runs} runs; each build on a fresh Docker 28 containerd-store engine; "
+          "the Dockerfile's two RUN steps sleep 9 s and write 32 MB")
+    print("| build | seconds (median) | runs | x cold | bytes moved |")
+    print("|---|---|---|---|---|")
+    for name, times, moved in rows:
+        med = statistics.median(times)
+        print(f"| {name} | {med:.2f} | {', '.join(f'{t:.2f}' for t in times)} | {med / cold_median:.2f} | {moved} |")
     return 0
 
 
