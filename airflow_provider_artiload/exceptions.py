@@ -17,6 +17,7 @@ ArtiloadError (a plain Exception: the core imports and runs without Airflow)
 ├── ArchiveError           not a complete, well-formed docker-archive
 │   └── DigestMismatch     bytes differ from what the artifact promised
 ├── DestinationError       the output path is not writable or the disk is full
+├── RetentionError         retention or rollback cannot do what was asked (no earlier version)
 └── BuildError             BuildKit refused or failed the build
 """
 
@@ -81,6 +82,10 @@ class DigestMismatch(ArchiveError):
 
 class DestinationError(ArtiloadError):
     """The output location is not writable or has no room."""
+
+
+class RetentionError(ArtiloadError):
+    """Retention or rollback cannot do what was asked (e.g. no earlier version to roll back to)."""
 
 
 class BuildError(ArtiloadError):

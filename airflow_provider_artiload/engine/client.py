@@ -55,9 +55,18 @@ class EngineClient:
     def info(self) -> dict[str, Any]:
         return self._get_json("/info", what="info")
 
-    def list_images(self) -> list[dict[str, Any]]:
-        """``GET /images/json``: summaries of the tagged and dangling images."""
-        return self._get_json("/images/json", what="list images")
+    def list_images(self, *, reference: str | None = None) -> list[dict[str, Any]]:
+        """``GET /images/json``: summaries of the tagged and dangling images (only ``reference``'s, if given)."""
+        query = {"filters": h.json.dumps({"reference": [reference]})} if reference else None
+        return self._get_json(h.path("/images/json", query=query), what="list images")
+
+    def list_containers(self) -> list[dict[str, Any]]:
+        """``GET /containers/json?all=1``: every container, running or stopped (``ImageID`` is what it uses)."""
+        return self._get_json("/containers/json?all=1", what="list containers")
+
+    def disk_usage(self) -> dict[str, Any]:
+        """``GET /system/df``: ``LayersSize`` (what the image layers take), images, containers."""
+        return self._get_json("/system/df", what="system df")
 
     def inspect_image(self, image: str) -> dict[str, Any]:
         """``GET /images/{name}/json``; ImageNotFound names the image and the engine."""

@@ -25,6 +25,7 @@ from airflow_provider_artiload.oci.image import chain_ids, store_of
 from airflow_provider_artiload.oci.layout import layer_position
 from airflow_provider_artiload.oci.tar import build_member
 from airflow_provider_artiload.artifacts import LoadOutcome
+from airflow_provider_artiload.transfer.engine_lifecycle import EngineLifecycle
 from airflow_provider_artiload.transfer.sources import SourceInfo
 from airflow_provider_artiload.transfer.plan import (
     LoadOptions,
@@ -48,12 +49,17 @@ class EngineTarget:
     def url(self) -> str:
         return self.client.url
 
+    @property
+    def lifecycle(self) -> EngineLifecycle:
+        """Marks, retention and rollback on this engine (``transfer/retention.py``)."""
+        return EngineLifecycle(self.client)
+
     def plan(self, info: SourceInfo, options: LoadOptions, log: logging.Logger) -> Plan:
         """Ask the engine what it has, and decide."""
         try:
             store = store_of(self.client.info())
             target_id = info.id_for(store)
-            if options.skip_existing and target_id and self.has_image(target_id):
+            if options.skip_existing and target_id and self.has_image(target_id) and self._claimed(target_id, options, log):
                 log.info("%s already has %s: no layer bytes sent", self.url, target_id)
                 return Skip(self, store, target_id)
             have = layers_present(self.client, info.diff_ids) if info.diff_ids else 0
@@ -74,6 +80,16 @@ class EngineTarget:
         thin_unchecked = every if store == "containerd" else frozenset()
         return Send(self, store, have=have, omit=omit, add_manifest=full.add_manifest, unchecked=thin_unchecked,
                     fallback=full)
+
+    def _claimed(self, image_id: str, options: LoadOptions, log: logging.Logger) -> bool:
+        """With retention on, mark the image before skipping: a prune racing us cannot take it from then on."""
+        if not (options.mark and options.tags):
+            return True
+        try:
+            self.lifecycle.mark(image_id, options.tags, log)
+        except ImageNotFound:
+            return False  # pruned since we looked: send it
+        return True
 
     def has_image(self, image_id: str) -> bool:
         """Does the engine hold exactly this image (its ``Id`` is ``image_id``)?"""
@@ -106,6 +122,8 @@ class EngineTarget:
         if not isinstance(uploaded, BaseException) and target_id and self.has_image(target_id):
             assert image is not None and isinstance(uploaded, int)
             layers = (send.have if send.omit else 0, len(info.diff_ids) or len(image.layers))
+            if options.mark and (options.tags or image.repo_tags):
+                self.lifecycle.mark(target_id, options.tags or image.repo_tags, log)
             return tagged_outcome(self, target_id, send.mode, options, log, sent=uploaded, seconds=streamed.seconds,
                                   layers=layers, archive_tags=list(image.repo_tags))
         if send.fallback is not None and not isinstance(uploaded, ArchiveError):

@@ -47,6 +47,7 @@ class LoadOptions:
     delta: bool = True
     max_parallel: int = 4
     platform: str | None = None
+    mark: bool = False  # give the loaded version a marker per repository: retention's candidate (transfer/retention.py)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ load created.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from airflow_provider_artiload.containerd import content, unpack
@@ -67,14 +67,17 @@ def complete(
     return target, sent
 
 
-def name_image(client: ContainerdClient, names: Sequence[str], target: Descriptor) -> None:
-    """Point every name at ``target``; on failure remove the records this call created."""
+def name_image(client: ContainerdClient, names: Sequence[str], target: Descriptor,
+               labels: Mapping[str, str] = CRI_LABELS) -> None:
+    """Point every name at ``target`` with ``labels`` (a replaced record keeps its others, e.g. a pin);
+    on failure remove the records this call created."""
     created: list[str] = []
     try:
         for name in names:
-            if client.images.get(name) is None:
+            existing = client.images.get(name)
+            if existing is None:
                 created.append(name)
-            client.images.set(name, target, CRI_LABELS)
+            client.images.set(name, target, {**(existing.labels if existing else {}), **labels})
     except BaseException:
         for name in created:
             try:

@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from airflow_provider_artiload.artifacts import LoadOutcome
 from airflow_provider_artiload.containerd.client import ContainerdClient
 from airflow_provider_artiload.transfer.node.finish import CRI_LABELS, complete, name_image
+from airflow_provider_artiload.transfer.node.lifecycle import NodeLifecycle, record_labels
+from airflow_provider_artiload.transfer.retention import LOADED_AT_LABEL
 from airflow_provider_artiload.transfer.node.members import member_events
 from airflow_provider_artiload.transfer.node.receive import BlobReceiver
 from airflow_provider_artiload.oci.archive import ArchiveIndex, ArchiveScanner
@@ -35,14 +37,26 @@ DEFAULT_PLATFORM = "linux/amd64"
 class NodeTarget:
     """Loads archives into one containerd namespace (the client's) and ``snapshotter``."""
 
-    def __init__(self, client: ContainerdClient, *, snapshotter: str = "overlayfs", platform: str | None = None) -> None:
+    def __init__(self, client: ContainerdClient, *, snapshotter: str = "overlayfs", platform: str | None = None,
+                 pin: bool = True) -> None:
         self.client = client
         self.snapshotter = snapshotter
         self.platform = platform
+        self.pin = pin  # in k8s.io: io.cri-containerd.pinned on every record artiload creates (node/lifecycle.py)
 
     @property
     def url(self) -> str:
         return self.client.where
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """What every image record artiload creates here carries."""
+        return record_labels(CRI_LABELS, self.client.namespace, self.pin)
+
+    @property
+    def lifecycle(self) -> NodeLifecycle:
+        """Pins, marks, retention and rollback on this node (``transfer/retention.py``)."""
+        return NodeLifecycle(self.client, self.labels)
 
     # ---------------------------------------------------------------- planning and tags
 
@@ -50,7 +64,7 @@ class NodeTarget:
         """Skip if a record already targets the image's containerd ID; else Send, counting the layer blobs present."""
         try:
             target = info.id_for(STORE) or (info.image.id_for(STORE) if info.image else None)
-            if options.skip_existing and target and self.has_image(target):
+            if options.skip_existing and target and self.has_image(target) and self._claimed(target, options, log):
                 log.info("%s already has %s: no bytes sent", self.url, target)
                 return Skip(self, STORE, target)
             have = 0
@@ -62,6 +76,16 @@ class NodeTarget:
             return Unreachable(self, exc)
         return Send(self, STORE, have=have)  # it checks every blob it writes: nothing unchecked
 
+    def _claimed(self, image_id: str, options: LoadOptions, log: logging.Logger) -> bool:
+        """With retention on, mark the image before skipping: a prune racing us cannot take it from then on."""
+        if not (options.mark and options.tags):
+            return True
+        try:
+            self.lifecycle.mark(image_id, options.tags, log)
+        except ImageNotFound:
+            return False  # pruned since we looked: send it
+        return True
+
     def has_image(self, image_id: str) -> bool:
         """Does any record in the namespace target ``image_id`` (a manifest or index digest)?"""
         return any(image.target.digest == image_id for image in self.client.images.list())
@@ -70,7 +94,8 @@ class NodeTarget:
         """Name the image ``image_id`` as ``tag`` (normalised), as an engine's tag would (a Skip's tags)."""
         for image in self.client.images.list():
             if image.target.digest == image_id:
-                self.client.images.set(normalize(tag), image.target, {**image.labels, **CRI_LABELS})
+                kept = {k: v for k, v in image.labels.items() if k != LOADED_AT_LABEL}  # a marker's own label stays on it
+                self.client.images.set(normalize(tag), image.target, {**kept, **self.labels})
                 return
         raise ImageNotFound(f"containerd at {self.url} has no image {image_id} in namespace {self.client.namespace!r} to tag")
 
@@ -107,7 +132,9 @@ class NodeTarget:
             if not names:
                 raise ArchiveError(f"{info.label}: no tag given and the archive names its image nowhere; give tags")
             target, manifest_sent = complete(self.client, image, index, receiver.result, snapshotter=self.snapshotter)
-            name_image(self.client, names, target)
+            name_image(self.client, names, target, self.labels)
+            if options.mark:
+                self.lifecycle.mark(target.digest, list(options.tags) or names, log, target)
         got = receiver.result
         present = sum(1 for layer in image.layers if layer.digest in got.present or not got.on_node(layer.digest))
         log.info("%s: loaded %s as %s (%d bytes sent)", self.url, target.digest[:19], ", ".join(names), got.sent + manifest_sent)

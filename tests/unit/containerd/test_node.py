@@ -97,8 +97,15 @@ def test_plan_without_skip_existing_sends_and_a_broken_node_is_unreachable():
 
 def test_tag_image_names_the_record_fully_with_the_cri_label():
     client = FakeClient([record("docker.io/library/app:1", B)])
-    NodeTarget(client).tag(B, "app:2")
+    NodeTarget(client, pin=False).tag(B, "app:2")
     assert client.set_calls == [("docker.io/library/app:2", B, {"io.cri-containerd.image": "managed"})]
+
+
+def test_tag_image_pins_in_k8s_io_by_default():
+    client = FakeClient([record("docker.io/library/app:1", B)])
+    NodeTarget(client).tag(B, "app:2")
+    labels = {"io.cri-containerd.image": "managed", "io.cri-containerd.pinned": "pinned"}
+    assert client.set_calls == [("docker.io/library/app:2", B, labels)]
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -139,7 +146,8 @@ def _hook(extra):
 def test_hook_reads_its_extras_with_defaults_and_connects_lazily():
     hook = _hook({})
     assert "client" not in hook.__dict__  # nothing built at construction
-    assert hook.settings == {"namespace": "k8s.io", "snapshotter": "overlayfs", "platform": None, "timeout": 60.0}
+    assert hook.settings == {"namespace": "k8s.io", "snapshotter": "overlayfs", "platform": None, "timeout": 60.0,
+                             "pin": True}
     assert hook.endpoint.url == "unix:///run/k3s/containerd/containerd.sock"
     custom = _hook({"namespace": "default", "snapshotter": "native", "platform": "linux/arm64/v8"})
     assert custom.settings["namespace"] == "default" and custom.settings["platform"] == "linux/arm64/v8"
