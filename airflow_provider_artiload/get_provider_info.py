@@ -126,6 +126,8 @@ CONTAINERD_FIELDS = {
     "snapshotter": _text("Snapshotter", ANY, "Where images are unpacked for pods.", default="overlayfs"),
     "platform": _text("Platform", ANY, "os/arch or os/arch/variant (e.g. linux/arm64/v8) to load from a multi-platform image.",
                       default="the archive's only image, else linux/amd64"),
+    "pin": _flag("Pin images", ANY, "In k8s.io, label the images artiload loads io.cri-containerd.pinned=pinned, "
+                 "so kubelet's image GC keeps them.", default=True),
     **_ssh_fields(buildkit=False, kind="containerd"),
     "timeout": _seconds("API timeout", ANY, "For each containerd call.", default=60),
 }
@@ -171,6 +173,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_artiload.operators.save",
                     "airflow_provider_artiload.operators.load",
                     "airflow_provider_artiload.operators.copy",
+                    "airflow_provider_artiload.operators.rollback",
                     "airflow_provider_artiload.operators.cleanup",
                     "airflow_provider_artiload.operators.build",
                 ],

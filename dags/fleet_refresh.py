@@ -8,6 +8,13 @@ The fleet is the Variable ``artiload_fleet``: a JSON list of connection ids,
 ``docker_engine`` and ``containerd`` ones mixed (a k3s or Kubernetes node's
 containerd: the image lands in namespace ``k8s.io``, unpacked, so pods with
 ``imagePullPolicy: Never`` start from it).
+
+Retention: each load marks what it loaded and keeps the newest ``KEEP_LAST``
+versions of ``artiload/fleet`` on each target (plus what a container uses and
+the version ``latest`` named before), so a daily refresh does not fill an edge
+host's disk; on a node, what is kept stays pinned against kubelet's image GC.
+``RollbackImageOperator(tag="artiload/fleet:latest", engine_conn_id=...)``
+moves ``latest`` back one version on any of them, with no transfer.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from _common import BASE_IMAGE, BUILD_ENGINE, BUILDER, CONTEXT, DEFAULT_FLEET, M
 from airflow.sdk import DAG, Variable, task
 
 from airflow_provider_artiload.operators import BuildArtifactOperator, DockerLoadOperator, SaveImageOperator
+
+KEEP_LAST = 3  # versions of artiload/fleet kept on each target
 
 with DAG(
     dag_id="fleet_refresh",
@@ -34,14 +43,15 @@ with DAG(
     base = check_base_image(BASE_IMAGE)
     build = BuildArtifactOperator(
         task_id="build", context=CONTEXT, image="artiload/fleet:{{ ds_nodash }}", buildkit_conn_id=BUILDER,
-        build_args={"BASE_IMAGE": BASE_IMAGE},
+        build_args={"DATA_DATE": "{{ ds }}", "BASE_IMAGE": BASE_IMAGE},  # a new version every day
     )
     save = SaveImageOperator(task_id="save", image=build.output, path=TARBALLS + "/fleet/", engine_conn_id=BUILD_ENGINE)
     load_each = DockerLoadOperator.partial(
-        task_id="load_each", source=save.output, tag="artiload/fleet:{{ ds_nodash }}"
+        task_id="load_each", source=save.output, tag="artiload/fleet:{{ ds_nodash }}", keep_last=KEEP_LAST
     ).expand(engine_conn_id=engines)
     load_fanout = DockerLoadOperator(
-        task_id="load_fanout", source=save.output, engine_conn_id=engines, tag="artiload/fleet:latest", max_parallel=4
+        task_id="load_fanout", source=save.output, engine_conn_id=engines, tag="artiload/fleet:latest", max_parallel=4,
+        keep_last=KEEP_LAST,
     )
     load_each >> load_fanout
     base >> build

@@ -45,7 +45,7 @@ SSH_EXTRAS = (
 HOOK_EXTRAS: dict[str, tuple[str, ...]] = {
     "engine": ("timeout", "transfer_timeout"),
     "buildkit": ("engine_conn_id", "network", "registry_conn_ids", "context_roots", "secret_roots"),
-    "containerd": ("namespace", "snapshotter", "platform", "timeout", "transfer_timeout"),
+    "containerd": ("namespace", "snapshotter", "platform", "timeout", "transfer_timeout", "pin"),
 }
 KNOWN_EXTRAS: dict[str, frozenset[str]] = {
     kind: frozenset(TLS_EXTRAS + SSH_EXTRAS + own) for kind, own in HOOK_EXTRAS.items()
@@ -213,7 +213,7 @@ def _names(value: Any, name: str) -> list[str]:
     return parse_list(value, name=name)
 
 
-_FLAGS = ("tls", "tls_verify", "no_host_key_check", "allow_host_key_change", "look_for_keys", "compress")
+_FLAGS = ("tls", "tls_verify", "no_host_key_check", "allow_host_key_change", "look_for_keys", "compress", "pin")
 _TEXTS = TLS_MATERIAL + ("ssh_conn_id", "key_file", "private_key", "private_key_passphrase", "known_hosts")
 _HOOK_TEXTS = ("engine_conn_id", "network", "namespace", "snapshotter", "platform")
 EXTRA_PARSERS: dict[str, Callable[[Any, str], Any]] = {

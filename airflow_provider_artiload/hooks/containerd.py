@@ -15,7 +15,7 @@ from airflow_provider_artiload.artifacts import DockerArchive
 from airflow_provider_artiload.containerd.client import ContainerdClient
 from airflow_provider_artiload.transfer.node.source import NodeSource
 from airflow_provider_artiload.transfer.node.target import NodeTarget
-from airflow_provider_artiload.endpoints import DEFAULT_SOCKETS, Endpoint, parse_endpoint, parse_float
+from airflow_provider_artiload.endpoints import DEFAULT_SOCKETS, Endpoint, parse_bool, parse_endpoint, parse_float
 from airflow_provider_artiload.exceptions import ArtiloadError, EndpointError
 from airflow_provider_artiload.hooks.connection import ConnectionBacked, endpoint_from_connection
 from airflow_provider_artiload.hooks.paths import as_target
@@ -38,12 +38,15 @@ class ContainerdHook(ConnectionBacked, BaseHook):
     :param snapshotter: where images are unpacked (extra ``snapshotter``, default ``overlayfs``).
     :param platform: ``os/arch[/variant]`` picked from multi-platform archives (extra ``platform``,
         default linux/amd64).
+    :param pin: in namespace ``k8s.io``, label the images it creates ``io.cri-containerd.pinned=pinned``
+        so kubelet's image GC keeps them (extra ``pin``, default true).
     """
 
     conn_name_attr = "containerd_conn_id"
     default_conn_name = "containerd_default"
     conn_type = "containerd"
     hook_name = "containerd node (artiload)"
+    target_settings = ("pin",)  # operator arguments hooks/targets.py hands to this kind
 
     def __init__(
         self,
@@ -53,9 +56,11 @@ class ContainerdHook(ConnectionBacked, BaseHook):
         snapshotter: str | None = None,
         platform: str | None = None,
         timeout: float | None = None,
+        pin: bool | None = None,
     ) -> None:
         super().__init__()
         self.containerd_conn_id = containerd_conn_id
+        self._pin = pin
         self._namespace = namespace
         self._snapshotter = snapshotter
         self._platform = platform
@@ -81,7 +86,8 @@ class ContainerdHook(ConnectionBacked, BaseHook):
         if platform is not None and (not isinstance(platform, str) or not _PLATFORM.fullmatch(platform)):
             raise EndpointError(f"{where}: platform {platform!r} is not os/arch[/variant], e.g. linux/amd64")
         timeout = self._timeout or parse_float(extras.get("timeout"), name="timeout", default=60.0)
-        return {"namespace": namespace, "snapshotter": snapshotter, "platform": platform, "timeout": timeout}
+        pin = self._pin if self._pin is not None else parse_bool(extras.get("pin"), name="pin", default=True)
+        return {"namespace": namespace, "snapshotter": snapshotter, "platform": platform, "timeout": timeout, "pin": pin}
 
     @cached_property
     def client(self) -> ContainerdClient:
@@ -98,7 +104,8 @@ class ContainerdHook(ConnectionBacked, BaseHook):
     @cached_property
     def target(self) -> NodeTarget:
         """This node as a load target."""
-        return NodeTarget(self.client, snapshotter=self.settings["snapshotter"], platform=self.settings["platform"])
+        return NodeTarget(self.client, snapshotter=self.settings["snapshotter"], platform=self.settings["platform"],
+                          pin=self.settings["pin"])
 
     def source(self, image: str) -> NodeSource:
         """``image`` read out of this node's content store as an OCI archive (for saves and copies)."""

@@ -8,13 +8,13 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from airflow_provider_artiload import transfer
 from airflow_provider_artiload.hooks.targets import TargetHook, target_hooks
 from airflow_provider_artiload.logs import quiet_libraries
 from airflow_provider_artiload.operators import _assets
 from airflow_provider_artiload.operators.load import as_tags, emit_loaded, xcom_result
 from airflow_provider_artiload.operators.save import image_ref
 from airflow_provider_artiload.transfer import LoadOptions
+from airflow_provider_artiload.transfer.retention import load_and_retain
 
 
 class CopyImageOperator(BaseOperator):
@@ -30,8 +30,11 @@ class CopyImageOperator(BaseOperator):
     :param engine_conn_id: target connection id, or a list of them. (templated)
     :param tag: reference(s) to apply on each target. (templated)
     :param skip_existing: send nothing to an engine that has the image.
-    :param delta: send only the layers an engine lacks (classic store).
+    :param delta: send only the layers an engine lacks (both image stores and containerd nodes).
     :param max_parallel: how many targets to stream to at once.
+    :param keep_last: retention after the copy, as DockerLoadOperator's ``keep_last``.
+    :param dry_run: with ``keep_last``, only report what would be removed.
+    :param pin: containerd nodes in ``k8s.io``: pin what is loaded (default: the connection's ``pin``, else true).
     """
 
     template_fields: Sequence[str] = ("image", "tag", "engine_conn_id")
@@ -47,11 +50,17 @@ class CopyImageOperator(BaseOperator):
         skip_existing: bool = True,
         delta: bool = True,
         max_parallel: int = 4,
+        keep_last: int | None = None,
+        dry_run: bool = False,
+        pin: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.outlets = _assets.with_alias(self.outlets)
         self.image = image
+        self.keep_last = keep_last
+        self.dry_run = dry_run
+        self.pin = pin
         self.source_engine_conn_id = source_engine_conn_id
         self.engine_conn_id = engine_conn_id
         self.tag = tag
@@ -66,19 +75,20 @@ class CopyImageOperator(BaseOperator):
 
     @cached_property
     def target_hooks(self) -> list[TargetHook]:
-        return target_hooks(self.engine_conn_id)
+        return target_hooks(self.engine_conn_id, pin=self.pin)
 
     def execute(self, context: Context) -> dict[str, Any]:
         options = LoadOptions(as_tags(self.tag), self.skip_existing, self.delta, self.max_parallel)
         try:
             with quiet_libraries():
                 source = self.source_hook.source(image_ref(self.image))
-                outcomes = transfer.load(source, [hook.target for hook in self.target_hooks], options, self.log)
+                outcomes, retained = load_and_retain(source, [hook.target for hook in self.target_hooks], options,
+                                                     self.keep_last, self.dry_run, self.log)
         finally:
             for hook in (self.source_hook, *self.target_hooks):
                 hook.close()
         emit_loaded(context, self.target_hooks, outcomes)
-        return xcom_result(self.engine_conn_id, outcomes)
+        return xcom_result(self.engine_conn_id, outcomes, retained)
 
     def on_kill(self) -> None:
         for hook in (self.source_hook, *self.target_hooks):

@@ -11,21 +11,21 @@ from airflow.sdk import BaseOperator, Context
 from airflow_provider_artiload.artifacts import DockerArchive, LoadOutcome
 from airflow_provider_artiload.exceptions import ArtiloadError
 from airflow_provider_artiload.hooks import paths
-from airflow_provider_artiload import transfer
 from airflow_provider_artiload.hooks.engine import DockerEngineHook
 from airflow_provider_artiload.hooks.targets import TargetHook, target_hooks
 from airflow_provider_artiload.logs import quiet_libraries
 from airflow_provider_artiload.operators import _assets
 from airflow_provider_artiload.transfer import LoadOptions
+from airflow_provider_artiload.transfer.retention import PruneReport, load_and_retain
 
 
 class DockerLoadOperator(BaseOperator):
     """Load a docker-archive into one or more Docker Engines, then tag it.
 
     Per engine: if it already has the image, no bytes are sent and only the
-    tags are applied (``skipped``); if it has some of the bottom layers and
-    keeps images in the classic store, a thin archive without them is sent
-    (``delta``, falling back to ``full`` if the engine rejects it); otherwise
+    tags are applied (``skipped``); if it has some of the bottom layers (on
+    either image store, or a containerd node), a thin archive without them is
+    sent (``delta``, falling back to ``full`` if the engine rejects it); otherwise
     the whole archive (``full``). The tarball is read once for all engines of
     a batch and checked while it streams (sha256 of the artifact, or each
     layer's diff ID); on a mismatch no engine receives the archive's end, so
@@ -48,11 +48,22 @@ class DockerLoadOperator(BaseOperator):
     :param tag: a reference or list of references to apply, e.g.
         ``app:{{ ds_nodash }}``. (templated)
     :param skip_existing: send nothing to an engine that has the image.
-    :param delta: send only the layers an engine lacks (classic store).
+    :param delta: send only the layers an engine lacks (both image stores and containerd nodes).
     :param max_parallel: how many engines to stream to at once.
     :param delete_source: remove the tarball once every engine has the image.
-    :param platform: ``os/arch[/variant]`` to load from a multi-platform archive
-        (default: the archive's first image). (templated)
+    :param platform: ``os/arch`` or ``os/arch/variant`` to load from a multi-platform
+        archive. Unset: a Docker Engine gets the archive's first image; a containerd node its
+        connection's ``platform`` extra, else linux/amd64 if the archive has it, else its only
+        image. (templated)
+    :param keep_last: retention: mark what this load loads, then keep only the newest
+        ``keep_last`` versions artiload loaded into each tag's repository on each target
+        (by load time), plus those a container uses and what the tags named before this
+        load (the rollback target); each target's report is under ``retention`` in the
+        result (see docs/operators.md, "Retention and rollback"). Default: nothing marked
+        or removed.
+    :param dry_run: with ``keep_last``, only report what would be removed.
+    :param pin: containerd nodes in ``k8s.io``: label what is loaded
+        ``io.cri-containerd.pinned=pinned`` (default: the connection's ``pin`` extra, else true).
     """
 
     template_fields: Sequence[str] = ("source", "tag", "engine_conn_id", "platform")
@@ -69,12 +80,18 @@ class DockerLoadOperator(BaseOperator):
         max_parallel: int = 4,
         delete_source: bool = False,
         platform: str | None = None,
+        keep_last: int | None = None,
+        dry_run: bool = False,
+        pin: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.outlets = _assets.with_alias(self.outlets)
         self.source = source
         self.platform = platform
+        self.keep_last = keep_last
+        self.dry_run = dry_run
+        self.pin = pin
         self.delete_source = delete_source
         self.engine_conn_id = engine_conn_id
         self.tag = tag
@@ -84,7 +101,7 @@ class DockerLoadOperator(BaseOperator):
 
     @cached_property
     def hooks(self) -> list[TargetHook]:
-        return target_hooks(self.engine_conn_id)
+        return target_hooks(self.engine_conn_id, pin=self.pin)
 
     def execute(self, context: Context) -> dict[str, Any]:
         options = LoadOptions(as_tags(self.tag), self.skip_existing, self.delta, self.max_parallel, self.platform or None)
@@ -92,7 +109,8 @@ class DockerLoadOperator(BaseOperator):
         try:
             with quiet_libraries():
                 tarball = paths.file_source(source, platform=options.platform)
-                outcomes = transfer.load(tarball, [hook.target for hook in self.hooks], options, self.log)
+                outcomes, retained = load_and_retain(tarball, [hook.target for hook in self.hooks], options,
+                                                     self.keep_last, self.dry_run, self.log)
                 if self.delete_source:
                     paths.delete(source.path if isinstance(source, DockerArchive) else source)
                     self.log.info("Deleted %s: every engine has the image", getattr(source, "path", source))
@@ -100,7 +118,7 @@ class DockerLoadOperator(BaseOperator):
             for hook in self.hooks:
                 hook.close()
         emit_loaded(context, self.hooks, outcomes, archive=source if isinstance(source, DockerArchive) else None)
-        return xcom_result(self.engine_conn_id, outcomes)
+        return xcom_result(self.engine_conn_id, outcomes, retained)
 
     def on_kill(self) -> None:
         for hook in self.hooks:
@@ -117,11 +135,16 @@ def emit_loaded(context: Context, hooks: Sequence[TargetHook], outcomes: Sequenc
         _assets.emit_images(context, getattr(hook, hook.conn_name_attr), outcome.to_xcom(), **extra)
 
 
-def xcom_result(engine_conn_id: str | Sequence[str], outcomes: Sequence[LoadOutcome]) -> dict[str, Any]:
-    """One engine: its outcome; a list: the image, its tags and every engine's outcome."""
+def xcom_result(engine_conn_id: str | Sequence[str], outcomes: Sequence[LoadOutcome],
+                retained: Sequence[Sequence[PruneReport]] = ()) -> dict[str, Any]:
+    """One engine: its outcome; a list: the image, its tags and every engine's outcome (with ``retention``)."""
+    results = [o.to_xcom() for o in outcomes]
+    for result, reports in zip(results, retained):
+        if reports:
+            result["retention"] = [r.to_xcom() for r in reports]
     if isinstance(engine_conn_id, str):
-        return outcomes[0].to_xcom()
-    return {"image_id": outcomes[0].image_id, "tags": outcomes[0].tags, "targets": [o.to_xcom() for o in outcomes]}
+        return results[0]
+    return {"image_id": outcomes[0].image_id, "tags": outcomes[0].tags, "targets": results}
 
 
 def as_source(source: str | Mapping[str, Any]) -> DockerArchive | Any:
