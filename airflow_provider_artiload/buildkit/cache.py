@@ -188,18 +188,32 @@ def needs_exporters(entries: Sequence[CacheEntry]) -> list[str]:
     return sorted({e.type for e in entries if e.field == TO})
 
 
-def check_engine_exports(entries: Sequence[CacheEntry], *, store: str, where: str) -> None:
-    """Refuse, before the build, cache exports a classic-store engine's BuildKit cannot do."""
+def check_engine_exports(entries: Sequence[CacheEntry], *, store: str, where: str, log: Any = log) -> tuple[CacheEntry, ...]:
+    """Refuse, before the build, cache exports a classic-store engine's BuildKit cannot do.
+
+    An entry with ``ignore-error=true`` (buildx's "an export failure must not
+    fail the build") is dropped with a warning instead; returns the entries kept.
+    """
     if store != "classic":
-        return
-    refused = [e for e in entries if e.field == TO and e.type not in CLASSIC_ENGINE_EXPORTERS]
-    if refused:
-        raise BuildError(
-            f"{refused[0].name}: the BuildKit inside the Docker Engine at {where} uses the classic image store and "
-            f"exports only inline cache, not type={refused[0].type}. Use one of: a Docker Engine with the containerd "
-            "image store (daemon.json features.containerd-snapshotter=true, the default from Docker 29), a standalone "
-            "BuildKit (buildkitd), or cache_to='type=inline' (then cache_from='type=registry,ref=IMAGE' after a push)"
+        return tuple(entries)
+    kept = []
+    for entry in entries:
+        if entry.field != TO or entry.type in CLASSIC_ENGINE_EXPORTERS:
+            kept.append(entry)
+            continue
+        reason = (
+            f"{entry.name}: the BuildKit inside the Docker Engine at {where} uses the classic image store and "
+            f"exports only inline cache, not type={entry.type}"
         )
+        if entry.attrs.get("ignore-error", "").lower() == "true":
+            log.warning("%s; skipping this export (ignore-error=true)", reason)
+            continue
+        raise BuildError(
+            f"{reason}. Use one of: a Docker Engine with the containerd image store (daemon.json "
+            "features.containerd-snapshotter=true, the default from Docker 29), a standalone BuildKit (buildkitd), "
+            "or cache_to='type=inline' (then cache_from='type=registry,ref=IMAGE' after a push)"
+        )
+    return tuple(kept)
 
 
 @dataclass

@@ -69,7 +69,8 @@ def cache_plan(entries: tuple[CacheEntry, ...], *, endpoint: Endpoint, log: Any,
     if any(e.field == TO and e.type != "inline" for e in entries):
         store = engine_store(endpoint, timeout)
         if store is not None:
-            check_engine_exports(entries, store=store, where=endpoint.engine.url if endpoint.engine else endpoint.url)
+            where = endpoint.engine.url if endpoint.engine else endpoint.url
+            entries = check_engine_exports(entries, store=store, where=where, log=log)
     plan = CachePlan.prepare(entries, open_store, log=log)
     log.info("Build cache: %s", plan.describe())
     return plan

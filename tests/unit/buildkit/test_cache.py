@@ -75,7 +75,9 @@ def test_classic_engines_refuse_every_export_but_inline():
     text = str(err.value)
     assert "cache_to[1]" in text and "type=local" in text
     assert "containerd image store" in text and "standalone BuildKit" in text and "type=inline" in text
-    check_engine_exports(entries, store="containerd", where="x")
+    assert check_engine_exports(entries, store="containerd", where="x") == entries
+    lenient = parse_cache(["type=inline", "type=local,dest=/c,ignore-error=true"], TO)
+    assert check_engine_exports(lenient, store="classic", where="x") == lenient[:1]  # dropped, not fatal
     check_engine_exports(parse_cache("type=inline", TO) + parse_cache("type=local,src=/c", FROM), store="classic", where="x")
 
 
