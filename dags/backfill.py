@@ -3,6 +3,15 @@
 ``catchup=True`` over a short range with several runs at once: each run
 writes its own tarball and tag, so runs never collide; re-running a date
 reuses the complete tarball and skips the engine that has the image.
+
+All runs share one build cache, ``<tarballs>/build-cache/backfill``: on object
+storage when the ``artiload_store`` connection exists (see ``_common.py``),
+so a run on any worker and any engine starts from what earlier runs built.
+Each build imports the latest export and exports its own (``mode=max``:
+intermediate steps too); concurrent runs are safe (see
+``buildkit/cache_store.py``). A builder whose engine cannot export cache (the
+classic image store) still imports; ``ignore-error=true`` skips its export
+instead of failing the run.
 """
 
 from __future__ import annotations
@@ -12,6 +21,8 @@ from _common import BASE_IMAGE, BUILD_ENGINE, BUILDER, CONTEXT, LOCAL, MACROS, S
 from airflow.sdk import DAG
 
 from airflow_provider_artiload.operators import BuildArtifactOperator, DockerLoadOperator, SaveImageOperator
+
+CACHE = TARBALLS + "/build-cache/backfill"
 
 with DAG(
     dag_id="backfill",
@@ -29,6 +40,8 @@ with DAG(
         context=CONTEXT,
         image="artiload/backfill:{{ ds_nodash }}",
         build_args={"DATA_DATE": "{{ ds }}", "BASE_IMAGE": BASE_IMAGE},
+        cache_from="type=local,src=" + CACHE,
+        cache_to="type=local,dest=" + CACHE + ",mode=max,ignore-error=true",
         buildkit_conn_id=BUILDER,
     )
     save = SaveImageOperator(
