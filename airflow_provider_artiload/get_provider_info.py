@@ -176,6 +176,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_artiload.operators.rollback",
                     "airflow_provider_artiload.operators.cleanup",
                     "airflow_provider_artiload.operators.build",
+                    "airflow_provider_artiload.operators.cache_cleanup",
                 ],
             }
         ],
