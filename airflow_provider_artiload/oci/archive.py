@@ -252,7 +252,7 @@ class ArchiveScanner:
         self._kind = kind
         data = 0 if kind in HEADER_ONLY else size
         self._remaining, self._padding = data, -data % BLOCK
-        clean = self._entry(kind, _clean(name), link, data)
+        clean = self._entry(kind, _clean(name), link, data, raw_name=name)
         self._forward = self._keep(clean, self.index) if self._keep and clean else True
         if self._forward and self._keep is not None:
             out.append(bytes(self._pending))
@@ -276,7 +276,7 @@ class ArchiveScanner:
         if not header.size:
             self._end_entry()
 
-    def _entry(self, kind: bytes, name: str, link: str, size: int) -> str:
+    def _entry(self, kind: bytes, name: str, link: str, size: int, *, raw_name: str = "") -> str:
         """Record an entry; returns its cleaned name ("" for the archive root)."""
         if name in (".", ""):
             if kind != b"5":
@@ -288,6 +288,8 @@ class ArchiveScanner:
             if name in self.index.members or name in self.index.links:
                 raise ArchiveError(f"the archive holds {name!r} twice; the engine would keep the last one")
         if kind in DATA_TYPES:
+            if raw_name.endswith("/"):
+                raise ArchiveError(f"regular file {raw_name!r} has a directory's name; the engine cannot create it")
             self._add_member(name, size)
         elif kind in LINK_TYPES:
             symbolic = kind == b"2"

@@ -62,8 +62,78 @@ def member(obj: Mapping[str, Any], key: str) -> Any:
     return obj.get(key)
 
 
-def load_json(raw: bytes, *, name: str, shape: type) -> Any:
-    """Parse a metadata member, refusing the wrong shape with an error naming the file."""
+# ---------------------------------------------------------------- the Go structs the engines decode into
+#
+# Go's encoding/json refuses a whole document when one field has the wrong JSON type (a number where its
+# struct has a string, a string where a list...), even a field artiload never uses; so artiload checks every
+# field of those structs the same way: a document the engine could not decode is refused here first.
+# A struct is a dict of field name -> type; a list type is [element]; ("map", value) is a Go map.
+
+STRING, INT, STRINGS, ANY_OBJECT = "string", "int", "[]string", "object"
+STRING_MAP = ("map", STRING)
+PLATFORM = {"architecture": STRING, "os": STRING, "os.version": STRING, "os.features": STRINGS, "variant": STRING}
+DESCRIPTOR: dict[str, Any] = {
+    "mediaType": STRING, "digest": STRING, "size": INT, "urls": STRINGS, "annotations": STRING_MAP,
+    "data": STRING, "platform": PLATFORM, "artifactType": STRING,
+}
+INDEX_STRUCT = {"schemaVersion": INT, "mediaType": STRING, "artifactType": STRING, "manifests": [DESCRIPTOR],
+                "subject": DESCRIPTOR, "annotations": STRING_MAP}
+MANIFEST_STRUCT = {"schemaVersion": INT, "mediaType": STRING, "artifactType": STRING, "config": DESCRIPTOR,
+                   "layers": [DESCRIPTOR], "subject": DESCRIPTOR, "annotations": STRING_MAP}
+MANIFEST_ITEM = {"Config": STRING, "RepoTags": STRINGS, "Layers": STRINGS, "Parent": STRING, "LayerSources": ("map", DESCRIPTOR)}
+CONFIG_STRUCT = {"architecture": STRING, "os": STRING, "os.version": STRING, "os.features": STRINGS, "variant": STRING,
+                 "author": STRING, "created": STRING, "config": ANY_OBJECT, "container_config": ANY_OBJECT,
+                 "rootfs": {"type": STRING, "diff_ids": STRINGS}, "history": [ANY_OBJECT]}
+LAYOUT_STRUCT = {"imageLayoutVersion": STRING}
+INT64 = 1 << 63
+
+
+def check_struct(value: Any, schema: Any, *, where: str) -> None:
+    """Refuse ``value`` unless Go's encoding/json decodes it into ``schema`` (null is every type's zero value)."""
+    if value is None:
+        return
+    if schema == STRING:
+        ok = isinstance(value, str)
+    elif schema == INT:
+        ok = isinstance(value, int) and not isinstance(value, bool) and -INT64 <= value < INT64
+    elif schema == STRINGS:
+        ok = isinstance(value, list) and all(v is None or isinstance(v, str) for v in value)
+    elif schema == ANY_OBJECT:
+        ok = isinstance(value, dict)
+    elif isinstance(schema, list):
+        ok = isinstance(value, list)
+        for item in value if ok else ():
+            check_struct(item, schema[0], where=where)
+    elif isinstance(schema, tuple):
+        ok = isinstance(value, dict)
+        for key, item in value.items() if ok else ():
+            check_struct(item, schema[1], where=f"{where} {key!r}")
+    else:
+        ok = isinstance(value, dict)
+        if ok:
+            fields = {fold(k): k for k in schema}
+            for key, item in value.items():
+                field = fields.get(fold(key))
+                if field is not None:
+                    check_struct(item, schema[field], where=f"{where} {field}")
+    if not ok:
+        raise ArchiveError(f"{where} is {_shape_name(type(value))}, which Go cannot decode as {_schema_name(schema)}")
+
+
+def _schema_name(schema: Any) -> str:
+    if isinstance(schema, str):
+        return schema
+    if isinstance(schema, list):
+        return "a list"
+    return "an object"
+
+
+def load_json(raw: bytes, *, name: str, shape: type, struct: Any = None) -> Any:
+    """Parse a metadata member, refusing the wrong shape with an error naming the file.
+
+    ``struct``: the Go struct the engine decodes the member into (above); a
+    field Go could not decode is refused too.
+    """
     depth = _max_depth(raw)
     if depth > MAX_JSON_DEPTH:
         raise ArchiveError(f"{name} nests {depth} levels deep; image metadata never nests more than {MAX_JSON_DEPTH}")
@@ -79,6 +149,8 @@ def load_json(raw: bytes, *, name: str, shape: type) -> Any:
         raise ArchiveError(f"{name} is not valid JSON: {exc}") from None
     if not isinstance(value, shape):
         raise ArchiveError(f"{name} must hold a JSON {_shape_name(shape)}, not {_shape_name(type(value))}")
+    if struct is not None:
+        check_struct(value, struct, where=name)
     return value
 
 
@@ -87,8 +159,9 @@ def _object(pairs: list[tuple[str, Any]], name: str) -> JsonObject:
     obj = JsonObject(pairs)
     obj.folded = {}
     for key, _ in pairs:
-        seen = obj.folded.setdefault(fold(key), key)
-        if seen is not key:
+        seen = obj.folded.get(fold(key))
+        obj.folded[fold(key)] = key
+        if seen is not None:
             raise ArchiveError(f"{name} has the key {key!r} twice ({seen!r} and {key!r}); Go reads keys regardless of case")
     return obj
 
@@ -143,7 +216,7 @@ def _digest_field(obj: Mapping[str, Any], key: str, *, where: str) -> str:
 
 def diff_ids_of(config_raw: bytes, *, name: str) -> list[str]:
     """The diff IDs a config lists (``rootfs.diff_ids``)."""
-    config = load_json(config_raw, name=name, shape=dict)
+    config = load_json(config_raw, name=name, shape=dict, struct=CONFIG_STRUCT)
     rootfs = field_of(config, "rootfs", dict, where=name)
     diff_ids = field_of(rootfs, "diff_ids", list, where=f"{name} rootfs")
     for diff_id in diff_ids:
@@ -154,7 +227,7 @@ def diff_ids_of(config_raw: bytes, *, name: str) -> list[str]:
 
 def platform_of(config_raw: bytes, *, name: str) -> str:
     """``os/architecture[/variant]`` as a config states it (what platform choice compares)."""
-    config = load_json(config_raw, name=name, shape=dict)
+    config = load_json(config_raw, name=name, shape=dict, struct=CONFIG_STRUCT)
     parts = [str(member(config, "os") or ""), str(member(config, "architecture") or ""), str(member(config, "variant") or "")]
     return "/".join(p for p in parts if p)
 
@@ -201,7 +274,7 @@ def image_from_archive(meta: Metadata, *, platform: str | None = None) -> Image:
 
 def _check_layout_version(raw: bytes) -> None:
     """containerd refuses any ``oci-layout`` version but 1.0.0, so we do too, before any byte is loaded."""
-    layout = load_json(raw, name="oci-layout", shape=dict)
+    layout = load_json(raw, name="oci-layout", shape=dict, struct=LAYOUT_STRUCT)
     version = member(layout, "imageLayoutVersion")
     if version != "1.0.0":
         raise ArchiveError(f"oci-layout names version {version!r}; only 1.0.0 exists")
@@ -222,7 +295,7 @@ def _from_legacy(meta: Metadata) -> Image:
     ``docker load`` loads every entry and applies its tags, so an archive of
     several images is refused, naming each: artiload checks and reports one.
     """
-    entries = load_json(meta.members["manifest.json"], name="manifest.json", shape=list)
+    entries = load_json(meta.members["manifest.json"], name="manifest.json", shape=list, struct=[MANIFEST_ITEM])
     if not entries:
         raise ArchiveError("manifest.json lists no images")
     if len(entries) > 1:
@@ -270,12 +343,12 @@ def _from_legacy(meta: Metadata) -> Image:
 
 def _from_index(meta: Metadata, platform: str | None) -> Image:
     """An OCI layout's image: index.json down to one manifest, then its config and layers."""
-    index = load_json(meta.members["index.json"], name="index.json", shape=dict)
+    index = load_json(meta.members["index.json"], name="index.json", shape=dict, struct=INDEX_STRUCT)
     descriptor, parent = _choose_manifest(meta, index, "index.json", platform, parent=None, depth=0)
     manifest_digest = _digest_field(descriptor, "digest", where="index.json")
     raw = meta.blob(manifest_digest, what="manifest")
     name = blob_path(manifest_digest)
-    manifest = load_json(raw, name=name, shape=dict)
+    manifest = load_json(raw, name=name, shape=dict, struct=MANIFEST_STRUCT)
     config = field_of(manifest, "config", dict, where=name)
     config_digest = _digest_field(config, "digest", where=f"{name} config")
     config_raw = meta.blob(config_digest, what="config")
@@ -325,7 +398,7 @@ def _choose_manifest(
         _refuse_several_images(images, name)
     if len(images) == 1 and member(images[0], "mediaType") in INDEXES:
         digest = _digest_field(images[0], "digest", where=name)
-        nested = load_json(meta.blob(digest, what="index"), name=blob_path(digest), shape=dict)
+        nested = load_json(meta.blob(digest, what="index"), name=blob_path(digest), shape=dict, struct=INDEX_STRUCT)
         return _choose_manifest(meta, nested, blob_path(digest), platform, parent=digest, depth=depth + 1)
     if platform:
         wanted = [e for e in images if _platform_matches(member(e, "platform"), platform)]

@@ -223,3 +223,31 @@ def _replace_member(archive: bytes, name: str, data: bytes) -> bytes:
             if info.isfile():
                 members[info.name] = data if info.name == name else tar.extractfile(info).read()
     return _tar(members)
+
+
+@pytest.mark.parametrize(
+    ("raw", "struct_name", "message"),
+    [
+        (b'[{"Config": "c.json", "Layers": "l.tar", "RepoTags": []}]', "items", "Layers is string"),
+        (b'[{"Config": "c.json", "Layers": [], "RepoTags": "a:1"}]', "items", "RepoTags is string"),
+        (b'[{"Config": "c.json", "Layers": [], "Parent": 5}]', "items", "Parent is int"),
+        (b'{"os": [], "architecture": "amd64", "rootfs": {"diff_ids": []}}', "config", "os is list"),
+        (b'{"os": "linux", "rootfs": "layers"}', "config", "rootfs is string"),
+        (b'{"schemaVersion": "2", "manifests": []}', "index", "schemaVersion is string"),
+        (b'{"schemaVersion": 2, "manifests": [{"digest": "sha256:x", "size": 1.5}]}', "index", "size is float"),
+        (b'{"schemaVersion": 2, "manifests": [{"digest": "sha256:x", "size": 9223372036854775808}]}', "index", "size is int"),
+        (b'{"schemaVersion": 2, "manifests": [{"annotations": {"a": 1}}]}', "index", "'a' is int"),
+    ],
+)
+def test_a_field_go_cannot_decode_into_its_struct_is_refused(raw, struct_name, message):
+    from airflow_provider_artiload.oci.metadata import CONFIG_STRUCT, INDEX_STRUCT, MANIFEST_ITEM
+
+    struct = {"items": [MANIFEST_ITEM], "config": CONFIG_STRUCT, "index": INDEX_STRUCT}[struct_name]
+    shape = list if struct_name == "items" else dict
+    with pytest.raises(ArchiveError, match=message):
+        load_json(raw, name="m", shape=shape, struct=struct)
+
+
+def test_a_regular_file_named_like_a_directory_is_refused():
+    with pytest.raises(ArchiveError, match="directory's name"):
+        scan(member("x/", b"data") + END)
