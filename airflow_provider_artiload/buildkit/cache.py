@@ -271,6 +271,8 @@ class CachePlan:
 
     def finish(self, exporter_response: Mapping[str, str], *, log: Any = log) -> None:
         """After the build: point each exported store's ``index.json`` at the new cache manifest."""
+        for store in self.stores.values():
+            store.close()
         targets = [e for e in self.entries if e.field == TO and e.type in SESSION_TYPES]
         if not targets:
             return

@@ -62,6 +62,7 @@ _DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 INDEX_RETRIES = 4
 MAX_JSON = 16 << 20  # manifests and indexes we parse; blobs beyond this are layers
+KEPT_HANDLES = 8
 
 
 class CacheStoreError(ArtiloadError):
@@ -93,6 +94,7 @@ class LayoutStore:
         self.remote = isinstance(self.root, RemotePath)
         self.stats = StoreStats()
         self._lock = threading.Lock()
+        self._handles: dict[str, tuple[int, Any]] = {}  # digest -> (position, open handle), oldest first
 
     def __repr__(self) -> str:
         return f"LayoutStore({self.label})"
@@ -127,21 +129,63 @@ class LayoutStore:
             raise CacheStoreError(f"cache {self.label}: cannot read {digest}: {exc}") from exc
 
     def read_range(self, digest: str, offset: int, size: int, chunk: int = 1 << 20) -> Iterator[bytes]:
-        """``size`` bytes (0: to the end) of the blob from ``offset``, in chunks; only those bytes are fetched."""
-        with self.open_blob(digest) as handle:
-            if offset:
-                handle.seek(offset)
+        """``size`` bytes (0: to the end) of the blob from ``offset``, in chunks; only those bytes are fetched.
+
+        BuildKit reads a blob as a series of 1 MiB ranges, one call each: the
+        handle is kept between calls (a few, least recently used closed first),
+        so object storage serves them from one ranged stream and its read-ahead.
+        """
+        handle = self._take_handle(digest, offset)
+        complete = False
+        try:
             left = size or None
             while left is None or left > 0:
                 data = handle.read(chunk if left is None else min(chunk, left))
                 if not data:
-                    return
+                    break
+                offset += len(data)
                 if left is not None:
                     left -= len(data)
                 with self._lock:
                     self.stats.bytes_read += len(data)
                     self.stats.blobs_read.add(digest)
                 yield data
+            complete = True
+        finally:
+            if complete:
+                self._keep_handle(digest, offset, handle)
+            else:
+                handle.close()
+
+    def _take_handle(self, digest: str, offset: int) -> Any:
+        with self._lock:
+            kept = self._handles.pop(digest, None)
+        if kept is not None:
+            position, handle = kept
+            if position != offset:
+                handle.seek(offset)
+            return handle
+        handle = self.open_blob(digest)
+        if offset:
+            handle.seek(offset)
+        return handle
+
+    def _keep_handle(self, digest: str, position: int, handle: Any) -> None:
+        with self._lock:
+            old = self._handles.pop(digest, None)
+            self._handles[digest] = (position, handle)
+            evicted = ([old[1]] if old and old[1] is not handle else []) + [
+                self._handles.pop(d)[1] for d in list(self._handles)[: max(0, len(self._handles) - KEPT_HANDLES)]
+            ]
+        for item in evicted:
+            item.close()
+
+    def close(self) -> None:
+        """Close the read handles kept between calls."""
+        with self._lock:
+            handles, self._handles = list(self._handles.values()), {}
+        for _, handle in handles:
+            handle.close()
 
     def ingest(self, expected: str | None) -> Ingest:
         return Ingest(self, expected or None)

@@ -251,3 +251,18 @@ def test_content_service_refuses_bytes_that_do_not_match(content):
         _write(stub, b"tampered", digest(b"original"))
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "hash to" in err.value.details()
     assert store.size(digest(b"original")) is None and service.errors
+
+
+def test_ranged_reads_continue_on_one_handle_and_seek_when_they_jump(tmp_path, monkeypatch):
+    store = LayoutStore(str(tmp_path / "c"))
+    data = bytes(range(256)) * 40
+    blob = _put(store, data)
+    opened = []
+    real = store.open_blob
+    monkeypatch.setattr(store, "open_blob", lambda d: opened.append(d) or real(d))
+    parts = [b"".join(store.read_range(blob, off, 1000, chunk=300)) for off in range(0, len(data), 1000)]
+    assert b"".join(parts) == data and len(opened) == 1  # BuildKit's 1 MiB calls: one handle
+    assert b"".join(store.read_range(blob, 5, 3)) == data[5:8] and b"".join(store.read_range(blob, 0, 0)) == data
+    assert len(opened) == 1
+    store.close()
+    assert b"".join(store.read_range(blob, 7, 2)) == data[7:9] and len(opened) == 2
