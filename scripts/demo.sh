@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The main job, end to end: the example DAG `artiload_demo` run by `airflow dags test`
-# on a throwaway SQLite Airflow. Without DOCKER_HOST it starts a private local
-# Docker Engine (own data-root and socket, nothing else touched) and stops it after.
+# The main job, end to end: the example DAG `artiload_demo` run by `airflow dags test` on a throwaway
+# SQLite Airflow. Installs only what that needs (scripts/setup.sh). Without DOCKER_HOST it starts a
+# private local Docker Engine (own data-root and socket, nothing else touched) and stops it after.
+# It ends by printing what each task passed through XCom, and keeps the tarball in
+# ARTILOAD_DEMO_OUT (default: .artiload/demo/ in this clone).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
@@ -25,13 +27,40 @@ fi
 
 export AIRFLOW_HOME="$WORK/airflow" AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
-export ARTILOAD_DEMO_OUT="$WORK/out"
+export ARTILOAD_DEMO_OUT="${ARTILOAD_DEMO_OUT:-$ROOT/.artiload/demo}"
 mkdir -p "$ARTILOAD_DEMO_OUT"
 "$ROOT/.venv/bin/airflow" db migrate >/dev/null
 "$ROOT/.venv/bin/airflow" dags test artiload_demo 2026-01-01
-echo "demo: done; images now in $DOCKER_HOST:"
-DOCKER_HOST="$DOCKER_HOST" "$PY" - <<'PYEOF'
+
+echo
+echo "demo: what each task passed on (XCom return_value):"
+"$PY" - <<'PYEOF'
+import json
+
+from sqlalchemy import select
+
+from airflow.models.xcom import XComModel
+from airflow.utils.session import create_session
+
+with create_session() as session:
+    rows = session.scalars(
+        select(XComModel).where(XComModel.dag_id == "artiload_demo").order_by(XComModel.timestamp)
+    ).all()
+    for row in rows:
+        value = XComModel.deserialize_value(row)
+        print(f"  {row.task_id} ({row.key}):")
+        for line in json.dumps(value, indent=2, default=str).splitlines():
+            print(f"    {line}")
+PYEOF
+echo "demo: images in the engine:"
+"$PY" - <<'PYEOF'
 import docker
+
 for image in docker.from_env().images.list(name="artiload-demo"):
     print("  ", image.short_id, ", ".join(image.tags))
 PYEOF
+echo "demo: the tarball is kept in $ARTILOAD_DEMO_OUT:"
+ls -l "$ARTILOAD_DEMO_OUT"
+if [ -n "${STARTED_ENGINE:-}" ]; then
+  echo "demo: stopping the private engine (the tarball stays; load it anywhere with docker load -i)"
+fi

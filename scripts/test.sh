@@ -12,7 +12,7 @@
 # `ARTILOAD_TEST_ENGINE=28-containerd bash scripts/test.sh tests/integration/test_delta.py`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "$ROOT/scripts/setup.sh"
+bash "$ROOT/scripts/setup_lab.sh"
 cd "$ROOT"
 PYTEST=("$ROOT/.venv/bin/python" -m pytest -p no:cacheprovider)
 if [ $# -gt 0 ]; then

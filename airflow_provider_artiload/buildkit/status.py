@@ -134,13 +134,22 @@ def _amount(current: int, total: int) -> str:
     return human(current, PLAIN) if current else ""
 
 
+# What an engine without a bridge network (--bridge=none, or no docker0) answers a RUN step on the default network.
+NO_BRIDGE = ("network bridge not found", "could not find bridge")
+NO_BRIDGE_HINT = ("hint: the engine has no bridge network; set the BuildKit connection's network extra to none, "
+                  "or give the engine a bridge")
+
+
 def describe_failure(state: VertexState | None, daemon_message: str) -> str:
-    """The failing step, the daemon's message and the step's last lines, for BuildError."""
+    """The failing step, the daemon's message and the step's last lines, for BuildError; a hint when one applies."""
     if state is None:
-        return daemon_message
-    text = f"step #{state.number} {state.name} failed: {state.error or daemon_message}"
-    lines = [line for line in state.lines if line.strip()]
-    if lines:
-        text += f"\nlast {len(lines)} lines of its output:\n" + "\n".join(f"  {line}" for line in lines)
+        text = daemon_message
+    else:
+        text = f"step #{state.number} {state.name} failed: {state.error or daemon_message}"
+        lines = [line for line in state.lines if line.strip()]
+        if lines:
+            text += f"\nlast {len(lines)} lines of its output:\n" + "\n".join(f"  {line}" for line in lines)
+    if any(sign in text for sign in NO_BRIDGE):
+        text += f"\n({NO_BRIDGE_HINT})"
     return text
 

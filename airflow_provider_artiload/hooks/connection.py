@@ -13,8 +13,7 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowNotFoundException
-
+from airflow_provider_artiload.compat import AirflowNotFoundException
 from airflow_provider_artiload.endpoints import (
     SSH_EXTRAS,
     Endpoint,

@@ -10,7 +10,9 @@ produced, whose URI is known only at run time:
 - a tarball: its own URI (``file:///…`` for local paths; object-storage URIs as Airflow accepts them).
 
 The extra of each event: ``image_id``, ``digest`` (the image's config digest, or the tarball's sha256),
-``tags`` and where it landed. ``docker-image`` is registered as an asset URI scheme in
+``tags`` and where it landed. In a partitioned run (Airflow 3.2+) also ``partition_key``, the run's key, which
+Airflow attaches to the event as its partition too: each partition is tied to the digest it produced or loaded.
+On Airflow 3.1 there are no partitions and the events are as they were. ``docker-image`` is registered as an asset URI scheme in
 ``get_provider_info`` (``asset-uris``) with :func:`sanitize_image_uri` as its handler.
 """
 
@@ -23,6 +25,8 @@ from typing import Any
 from urllib.parse import SplitResult
 
 from airflow.sdk import Asset, AssetAlias
+
+from airflow_provider_artiload.compat import partition_key
 
 ALIAS = "artiload"
 IMAGE_SCHEME = "docker-image"
@@ -70,7 +74,8 @@ def emit(context: Mapping[str, Any] | None, uri: str, extra: dict[str, Any]) -> 
     except (ValueError, TypeError) as exc:  # a URI Airflow does not accept as an asset: no event, say why
         log.warning("No asset event for %s: %s", uri, exc)
         return
-    events[alias()].add(asset, extra=extra)
+    key = partition_key(context)
+    events[alias()].add(asset, extra={**extra, "partition_key": key} if key else extra)
 
 
 def emit_images(context: Mapping[str, Any] | None, engine_conn_id: str, outcome: Mapping[str, Any], **extra: Any) -> None:
