@@ -72,6 +72,13 @@ class EngineClient:
         """``GET /images/{name}/json``; ImageNotFound names the image and the engine."""
         return self._get_json(h.path("/images/{}/json", image), what=f"inspect image {image!r}")
 
+    def image_manifests(self, image: str) -> list[dict[str, Any]] | None:
+        """``GET /images/{name}/json?manifests=1`` (API 1.48+, containerd store): each manifest's ``Available``, ``Kind``;
+        None where the engine does not report them."""
+        reply = self._get_json(h.path("/images/{}/json", image, query={"manifests": 1}), what=f"inspect image {image!r}")
+        manifests = reply.get("Manifests")
+        return manifests if isinstance(manifests, list) else None
+
     def tag_image(self, image: str, reference: str) -> None:
         """Point ``reference`` (validated first) at ``image``."""
         repository, tag = parse_reference(reference)

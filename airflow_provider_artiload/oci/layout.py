@@ -22,6 +22,7 @@ class ArchiveLayout:
     image: Image
     extents: dict[str, tuple[int, int]]  # member name -> (start of its headers, end of its padded data)
     has_legacy_manifest: bool
+    index: ArchiveIndex | None = None  # what the scan learned (metadata, links): which members the image names
 
     @property
     def layer_names(self) -> list[str]:
@@ -56,7 +57,7 @@ def read_layout(path: str, platform: str | None = None) -> ArchiveLayout:
     except ArchiveError as exc:
         raise ArchiveError(f"{path}: {exc}") from None
     extents = {name: (m.header_offset, m.offset + m.size + len(padding(m.size))) for name, m in index.members.items()}
-    return ArchiveLayout(image=image, extents=extents, has_legacy_manifest="manifest.json" in index.metadata)
+    return ArchiveLayout(image=image, extents=extents, has_legacy_manifest="manifest.json" in index.metadata, index=index)
 
 
 def layer_position(name: str, index: ArchiveIndex, diff_ids: Sequence[str]) -> int | None:

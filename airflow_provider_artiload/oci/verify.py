@@ -28,9 +28,12 @@ reads ``<where>: <what> has <found>, but <claim> (<verdict>)``.
 - A node export (``transfer/node/source.py``) checks every blob it reads
   from the node before passing on the blob's last piece.
 
-A gzip-compressed archive (which ``docker load`` accepts) passes through
-compressed; it is decompressed only for the checks, in bounded pieces, every
-gzip member of it, as Go's reader does.
+A compressed archive (which ``docker load`` accepts): for a load
+(``plain=True``) the outer compression is decided as Go decides it and
+removed before any check (:func:`.digests.outer_compression`), and what is yielded is the plain
+tar, which a target reframes (:mod:`.reframe`); otherwise (a save) gzip
+passes through as read and is decompressed only for the checks, in bounded
+pieces, every gzip member of it, as Go's reader does.
 """
 
 from __future__ import annotations
@@ -44,9 +47,11 @@ from airflow_provider_artiload.oci.digests import (
     BLOB,
     DIFF_ID,
     SIZE,
+    SNIFF,
     Check,
     Inflater,
     mismatch,
+    outer_compression,
     refused,
     require_digest,
     require_size,
@@ -56,6 +61,7 @@ from airflow_provider_artiload.oci.image import Image
 from airflow_provider_artiload.oci.layout import layer_position
 
 GZIP_MAGIC = b"\x1f\x8b"
+PLAIN_PIECE = 1 << 20  # what a decompressed stream is handed on in
 
 
 class VerifiedArchive:
@@ -71,8 +77,12 @@ class VerifiedArchive:
         expected_ids: Iterable[str] = (),
         omitted: frozenset[str] = frozenset(),
         platform: str | None = None,
+        plain: bool = False,
     ) -> None:
+        """``plain``: remove the archive's outer compression and yield the plain tar (a load); else yield it as read."""
         self._chunks = chunks
+        self.plain = plain
+        self._outer: Inflater | None = None
         self.where = where
         self.expected_sha256 = expected_sha256
         self.expected_ids = {i for i in expected_ids if i}
@@ -90,20 +100,64 @@ class VerifiedArchive:
         return "sha256:" + self._hash.hexdigest() if self._hash else None
 
     def __iter__(self) -> Iterator[bytes]:
-        held: bytes | None = None
+        held: bytes | memoryview | None = None
+        for piece in self._plain() if self.plain else self._as_read():
+            if held is not None:
+                yield held
+            held = piece
+        self._check(self._finish)
+        if held is not None:
+            yield held
+
+    def _as_read(self) -> Iterator[bytes]:
         for chunk in self._chunks:
             if not self.size and bytes(chunk[:2]) == GZIP_MAGIC:
                 self._gunzip = Inflater("gzip", "the archive")
             self._check(lambda: self._scan(chunk))
-            if self._hash is not None:
-                self._hash.update(chunk)
-            self.size += len(chunk)
-            if held is not None:
-                yield held
-            held = chunk
-        self._check(self._finish)
-        if held is not None:
-            yield held
+            self._account(chunk)
+            yield chunk
+
+    def _plain(self) -> Iterator[bytes | memoryview]:
+        """The plain tar: chunks unchanged, or, under an outer compression, its output in pieces of at most 1 MiB."""
+        head, sniffed = b"", False
+        for chunk in self._chunks:
+            self._account(chunk)
+            if not sniffed:  # decided on the first bytes, as Go's DecompressStream peeks
+                head += bytes(chunk)
+                if len(head) < SNIFF:
+                    continue
+                chunk, head, sniffed = head, b"", True
+                if (kind := outer_compression(chunk[:SNIFF])) != "none":
+                    self._outer = Inflater(kind, "the archive")
+            yield from self._pieces(chunk)
+        if head:  # a stream shorter than any magic
+            yield from self._pieces(head)
+        if self._outer is not None:
+            self._check(self._outer.finish)
+
+    def _pieces(self, chunk: bytes) -> Iterator[bytes | memoryview]:
+        if self._outer is None:
+            self._check(lambda: self.scanner.feed(chunk))
+            yield chunk
+            return
+        outputs = self._outer.feed(chunk)
+        while True:
+            try:
+                output = next(outputs)
+            except StopIteration:
+                return
+            except ArchiveError as exc:
+                self._check(lambda: _raise(exc))
+            view = memoryview(output)
+            for start in range(0, len(view), PLAIN_PIECE):
+                part = view[start : start + PLAIN_PIECE]
+                self._check(lambda: self.scanner.feed(part))
+                yield part
+
+    def _account(self, chunk: bytes) -> None:
+        if self._hash is not None:
+            self._hash.update(chunk)
+        self.size += len(chunk)
 
     def _scan(self, chunk: bytes) -> None:
         if self._gunzip is None:
@@ -154,6 +208,10 @@ class VerifiedArchive:
 #   are checked by the engine that registers them. An artifact's sha256, when
 #   promised, covers the whole stream instead.
 # - A node load checks every blob it writes by digest as it writes it.
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
 
 
 def every_member(name: str, index: ArchiveIndex) -> Check:

@@ -2,9 +2,14 @@
 
 It plans from what the engine holds: the image itself (by the ID its store
 gives it: skip), or the chains of the bottom layers (a thin archive without
-them). It uploads through ``POST /images/load``, leaving out the blobs it
-holds and adding a ``manifest.json`` for a classic store that needs one, and
-concludes only once the engine has the image under the expected ID.
+them). It uploads through ``POST /images/load`` a tar artiload wrote
+(:mod:`airflow_provider_artiload.oci.reframe`: the checked blobs, byte for
+byte, and metadata made from the checked model, with a ``manifest.json``
+for every store), leaving out the blobs it holds, and concludes only once
+the engine has the image under the expected ID, whole: a containerd store
+must hold every blob of it (:meth:`EngineTarget.whole`). A thin load into
+that store is sent unnamed and named only once whole; one that is not is
+removed and redone in full.
 
 What it records unchecked (:attr:`Send.unchecked`), for the checks on our side:
 a classic store skips the layers whose chains it has without reading them;
@@ -16,14 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.exceptions import ArchiveError, ArtiloadError, EngineError, ImageNotFound
-from airflow_provider_artiload.oci.archive import ArchiveIndex, ArchiveScanner
 from airflow_provider_artiload.oci.image import chain_ids, store_of
 from airflow_provider_artiload.oci.layout import layer_position
-from airflow_provider_artiload.oci.tar import build_member
+from airflow_provider_artiload.oci.reframe import Framing, reframe
 from airflow_provider_artiload.artifacts import LoadOutcome
 from airflow_provider_artiload.transfer.engine_lifecycle import EngineLifecycle
 from airflow_provider_artiload.transfer.sources import SourceInfo
@@ -59,18 +63,25 @@ class EngineTarget:
         try:
             store = store_of(self.client.info())
             target_id = info.id_for(store)
-            if options.skip_existing and target_id and self.has_image(target_id) and self._claimed(target_id, options, log):
+            present = bool(target_id) and self.has_image(target_id)
+            whole = present and self.whole(store, target_id, info.image.manifest_digest if info.image else None) is not False
+            if options.skip_existing and present and whole and self._claimed(target_id, options, log):
                 log.info("%s already has %s: no layer bytes sent", self.url, target_id)
                 return Skip(self, store, target_id)
+            if present and not whole:
+                log.warning("%s holds %s without all its content: sending it in full", self.url, target_id)
             have = layers_present(self.client, info.diff_ids) if info.diff_ids else 0
+            # the containerd store must hold a left-out blob under its digest, not only its snapshot:
+            # thin only where the engine can say afterwards whether the image is whole
+            provable = store == "classic" or self._reports_manifests()
         except ArtiloadError as exc:
             return Unreachable(self, exc)
         every = frozenset(range(len(info.diff_ids)))
         full = Send(self, store, have=have, add_manifest=store == "classic" and not info.has_legacy_manifest,
                     unchecked=every if store == "containerd" else frozenset(range(have)))
         names = info.layer_names
-        thinnable = not info.compressed and (names is not None or info.placeable)  # a gzip stream cannot be thinned
-        if not (thinnable and options.delta and have):
+        thinnable = names is not None or info.placeable
+        if not (thinnable and options.delta and have and provable and not (present and not whole)):
             return full
         if names is None:  # a stream: identified member by member as it passes
             omit = frozenset({f"#{position}" for position in range(have)})
@@ -91,6 +102,38 @@ class EngineTarget:
             return False  # pruned since we looked: send it
         return True
 
+    def _reports_manifests(self) -> bool:
+        """Does the engine report each manifest's availability (API 1.48+, Docker 28)?"""
+        try:
+            version = str(self.client.version().get("ApiVersion") or "0.0")
+        except EngineError:
+            return False
+        major, _, minor = version.partition(".")
+        return (int(major or 0), int(minor or 0)) >= (1, 48) if (major + minor).isdigit() else False
+
+    def whole(self, store: str, image_id: str, manifest_digest: str | None) -> bool | None:
+        """Does the engine hold every blob of the image (None: it cannot say)?
+
+        A classic store keeps layers, not blobs: an image it lists is whole.
+        The containerd store can record an image whose content it lacks (a
+        thin archive left out a blob it held only as a snapshot); since API
+        1.48 it reports each manifest's ``Available``: the image's own
+        manifest (``manifest_digest``, else the image ID's) must be.
+        """
+        if store == "classic":
+            return True
+        try:
+            manifests = self.client.image_manifests(image_id)
+        except ImageNotFound:
+            return False
+        if manifests is None:
+            return None
+        wanted = manifest_digest or image_id
+        own = [m for m in manifests if isinstance(m, dict) and m.get("ID") == wanted]
+        if not own:
+            own = [m for m in manifests if isinstance(m, dict) and m.get("Kind") == "image"]
+        return any(m.get("Available") is True for m in own)
+
     def has_image(self, image_id: str) -> bool:
         """Does the engine hold exactly this image (its ``Id`` is ``image_id``)?"""
         try:
@@ -105,10 +148,18 @@ class EngineTarget:
                log: logging.Logger) -> int:
         """Stream the archive into ``POST /images/load``; the bytes sent."""
         sent = 0
+        framing = Framing(
+            blobs=info.blobs,
+            omit=send.omit,
+            position=lambda name, index: layer_position(name, index, info.diff_ids),
+            platform=options.platform,
+            # a thin load into the containerd store is named only once it proved whole (conclude)
+            named=not (send.omit and send.store == "containerd"),
+        )
 
-        def counted() -> Iterator[bytes]:
+        def counted() -> Iterator[bytes | memoryview]:
             nonlocal sent
-            for piece in _filter(chunks, send, info, options):
+            for piece in reframe(chunks, framing):
                 sent += len(piece)
                 yield piece
 
@@ -121,6 +172,11 @@ class EngineTarget:
         target_id = image.id_for(send.store) if image else None
         if not isinstance(uploaded, BaseException) and target_id and self.has_image(target_id):
             assert image is not None and isinstance(uploaded, int)
+            if self.whole(send.store, target_id, image.manifest_digest) is False:
+                return self._incomplete(send, target_id, log)
+            if send.omit and send.store == "containerd":  # sent unnamed: name it now that it is whole
+                for tag in image.repo_tags:
+                    self.tag(target_id, tag)
             layers = (send.have if send.omit else 0, len(info.diff_ids) or len(image.layers))
             if options.mark and (options.tags or image.repo_tags):
                 self.lifecycle.mark(target_id, options.tags or image.repo_tags, log)
@@ -131,6 +187,17 @@ class EngineTarget:
         if isinstance(uploaded, BaseException):
             return uploaded
         return EngineError(f"{self.url}: the load reported success but the engine has no image {target_id}")
+
+    def _incomplete(self, send: Send, target_id: str, log: logging.Logger) -> Refused | BaseException:
+        """The engine recorded the image without all its content: remove our unnamed record, redo the load in full."""
+        message = f"{self.url}: the engine recorded {target_id} but lacks some of its content"
+        if send.fallback is None:
+            return EngineError(message + " after a full load")
+        with contextlib.suppress(ImageNotFound):
+            if not self.client.inspect_image(target_id).get("RepoTags"):  # only the record the thin load made
+                self.client.remove_image(target_id)
+                log.info("%s: removed the incomplete image %s the thin load recorded", self.url, target_id)
+        return Refused(send.fallback, message)
 
     def close(self) -> None:
         self.client.close()
@@ -163,32 +230,6 @@ class EngineSource:
         """The export stream; a stream cannot skip, so every target filters for itself."""
         with self.client.export_image(self.image) as chunks:
             yield chunks
-
-
-def _filter(chunks: Iterable[bytes], send: Send, info: SourceInfo, options: LoadOptions) -> Iterator[bytes]:
-    """Leave out the blobs the engine has; add a manifest.json for an engine that needs one."""
-    if not send.omit and not send.add_manifest:
-        yield from chunks
-        return
-
-    def keep(name: str, index: ArchiveIndex) -> bool:
-        if not send.omit:
-            return True
-        if info.layer_names is not None:
-            return name not in send.omit
-        position = layer_position(name, index, info.diff_ids)
-        return position is None or position >= send.have
-
-    def manifest(index: ArchiveIndex) -> bytes:
-        if not send.add_manifest or "manifest.json" in index.members:
-            return b""
-        return build_member("manifest.json", index.image(options.platform).legacy_manifest())
-
-    scanner = ArchiveScanner(keep=keep, at_end=manifest)
-    for chunk in chunks:
-        yield from (piece for piece in scanner.feed(chunk) if piece)
-    yield from (piece for piece in scanner.end_pieces() if piece)
-    scanner.finish()
 
 
 def present_chains(client: EngineClient) -> set[str]:

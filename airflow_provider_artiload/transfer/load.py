@@ -105,6 +105,7 @@ def _stream(source: Source, info: SourceInfo, sends: list[Send], options: LoadOp
             expected_ids=info.expected_ids,
             omitted=frozenset(n for n in omit_everywhere if not n.startswith("#")),
             platform=options.platform,
+            plain=True,  # targets get the plain tar: the source's outer compression is removed before any check
         )
         progress = Progress(log, f"Loading {info.label} into {', '.join(s.target.url for s in sends)}", total=info.size)
         uploads = [

@@ -23,7 +23,8 @@ from airflow_provider_artiload.oci.layout import ArchiveLayout, read_layout
 from airflow_provider_artiload.exceptions import ArchiveError
 from airflow_provider_artiload.oci.image import Image, Store
 from airflow_provider_artiload.storage import Target, exists, is_local_file, read_chunks
-from airflow_provider_artiload.oci.verify import GZIP_MAGIC
+from airflow_provider_artiload.oci.digests import SNIFF, outer_compression
+from airflow_provider_artiload.oci.reframe import named_blobs
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,10 @@ class SourceInfo:
     diff_ids: list[str] = field(default_factory=list)
     sha256: str | None = None  # the whole archive's digest, when an artifact promised one
     size: int | None = None
-    compressed: bool = False  # gzip: passed through as is, so no member can be left out
+    compressed: bool = False  # an outer gzip/zstd/bzip2/xz: removed on our side, streamed (never indexed)
     has_legacy_manifest: bool = True  # False: an OCI layout a classic-store engine cannot load as is
     placeable: bool = True  # can a stream's layers be placed at their headers (legacy or uncompressed blobs)?
+    blobs: frozenset[str] | None = None  # the members the image names, when indexed: all a target is sent (oci.reframe)
 
     @property
     def layer_names(self) -> list[str] | None:
@@ -73,7 +75,7 @@ class FileSource:
         if not exists(self.path):
             raise ArchiveError(self._missing())
         local = is_local_file(self.path)
-        compressed = local and _starts_with(str(self.path), GZIP_MAGIC)
+        compressed = local and _compressed(str(self.path))
         try:  # only a local, uncompressed regular file can be indexed (a pipe would be consumed)
             self._layout = read_layout(str(self.path), self.platform) if local and not compressed else None
         except ArchiveError:
@@ -95,6 +97,7 @@ class FileSource:
             size=artifact.size if artifact else None,
             compressed=compressed,
             has_legacy_manifest=layout.has_legacy_manifest if layout else (artifact is None or artifact.format != "oci-layout"),
+            blobs=named_blobs(layout.index, layout.image) if layout and layout.index else None,
         )
 
     def _missing(self) -> str:
@@ -139,6 +142,7 @@ def _artifact_ids(artifact: DockerArchive) -> dict[str, str]:
     return ids
 
 
-def _starts_with(path: str, magic: bytes) -> bool:
+def _compressed(path: str) -> bool:
+    """Does the file start as Go's DecompressStream takes for a compressed stream (then it cannot be indexed)?"""
     with open(path, "rb") as handle:
-        return handle.read(len(magic)) == magic
+        return outer_compression(handle.read(SNIFF)) != "none"

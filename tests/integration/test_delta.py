@@ -14,7 +14,7 @@ from airflow_provider_artiload.artifacts import DockerArchive
 from airflow_provider_artiload.exceptions import ArtiloadError, DigestMismatch
 from airflow_provider_artiload.hooks.engine import DockerEngineHook
 from airflow_provider_artiload.operators import CopyImageOperator, DockerLoadOperator
-from tests.integration.test_engine_transfer import drop, run, snapshot
+from tests.integration.test_engine_transfer import drop, reframed_size, run, snapshot
 
 BASE_LAYER = 6 << 20
 TOP_LAYER = 3 << 20
@@ -75,7 +75,7 @@ def test_a_thin_load_the_engine_rejects_falls_back_to_full(monkeypatch, engine_b
     monkeypatch.setattr(engine_target, "layers_present", lambda client, diff_ids: len(diff_ids) - 1)
     hook = DockerEngineHook(connect(monkeypatch, "delta_lie", engine_b.unix_url))
     outcome = hook.load_archive(images["app"], tags=["delta/fallback:1"])
-    assert outcome.mode == "full" and outcome.bytes_sent == images["app"].size
+    assert outcome.mode == "full" and outcome.bytes_sent == reframed_size(images["app"].path)
     assert "thin load failed" in capsys.readouterr().out
     assert run(engine_b, "delta/fallback:1", "sh", "-c", "wc -c < /top.bin").strip() == str(TOP_LAYER).encode()
 
