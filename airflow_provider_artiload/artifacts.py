@@ -9,6 +9,7 @@ from typing import Any
 
 from airflow_provider_artiload.exceptions import ArchiveError
 from airflow_provider_artiload.oci.archive import ArchiveIndex, describe
+from airflow_provider_artiload.oci.manifests import listed
 
 DOCKER_ARCHIVE = "docker-archive"
 IMAGE = "image"
@@ -31,6 +32,9 @@ class DockerArchive:
     index_digest: str | None = None  # a multi-platform image's index, when there is one
     format: str | None = None  # docker-archive | oci-archive (OCI layout + manifest.json) | oci-layout
     hostname: str | None = None  # the worker that wrote a local file (other workers cannot read it)
+    # every image the archive holds: [{"platform": "linux/arm64", "manifest_digest": ...}], in its index's order
+    # (older artifacts have none: the archive is read to learn them)
+    platforms: list[dict[str, Any]] = field(default_factory=list)
 
     def to_xcom(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -52,7 +56,8 @@ class DockerArchive:
         if image_id is None:
             image = index.image()
             image_id = image.manifest_digest or image.config_digest
-        return cls(path=path, sha256=sha256, size=size, image_id=image_id, hostname=hostname, **describe(index))
+        return cls(path=path, sha256=sha256, size=size, image_id=image_id, hostname=hostname,
+                   platforms=[image.to_xcom() for image in listed(index)], **describe(index))
 
     def identity(self) -> set[str]:
         """Every digest the artifact promises the archive's image has (today's and older artifacts alike)."""

@@ -35,6 +35,7 @@ from airflow_provider_artiload.buildkit.session.secrets import SecretsProvider, 
 from airflow_provider_artiload.buildkit.session.session import Session, SessionDial
 from airflow_provider_artiload.buildkit.status import StatusPrinter, describe_failure
 from airflow_provider_artiload.exceptions import BuildError, DestinationError
+from airflow_provider_artiload.oci.platform import InvalidPlatform, parse_list
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,9 @@ ALTERNATIVES = {
     "for a standalone buildkitd use export='docker' and load it with DockerLoadOperator",
 }
 _ARG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PLATFORM = re.compile(r"^[a-z0-9_]+/[a-z0-9_]+(/[a-z0-9_.]+)?(,[a-z0-9_]+/[a-z0-9_]+(/[a-z0-9_.]+)?)*$")
+# what a RUN step of a foreign platform meets when the builder host has no emulator for it
+EXEC_FORMAT = "exec format error"
+_STEP_PLATFORM = re.compile(r"^\[([a-z][a-z0-9_.-]*/[a-z0-9_.-]+(?:/[a-z0-9_.-]+)?)[ \]]")
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,8 @@ class BuildRequest:
     secrets: Mapping[str, SecretValue] = field(default_factory=dict, repr=False)
     registry_auth: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)
     no_cache: bool = False
-    platform: str | None = None
+    platform: str | None = None  # one platform (a comma-separated list is taken too, as buildx takes it)
+    platforms: tuple[str, ...] = ()  # several, built in one solve: an OCI index with a manifest per platform
     network: str | None = None  # RUN network for every step: "none", "host" or the daemon's default
     cache: Any = field(default=None, repr=False)  # a buildkit.cache.CachePlan: cache imports and exports
 
@@ -107,8 +111,15 @@ class BuildRequest:
                 raise BuildError(f"invalid label or secret name {name!r}")
         if self.network not in (None, "default", "none", "host"):
             raise BuildError(f"network must be 'default', 'none' or 'host', got {self.network!r}")
-        if self.platform and not _PLATFORM.match(self.platform):
-            raise BuildError(f"invalid platform {self.platform!r}; expected e.g. linux/amd64 or linux/arm64/v8")
+        self.target_platforms()
+
+    def target_platforms(self) -> list[str]:
+        """Every platform asked for (``platform``, then ``platforms``), normalised, each once, in order."""
+        try:
+            platforms = parse_list(self.platform, what="platform") + parse_list(self.platforms, what="platforms")
+        except InvalidPlatform as exc:
+            raise BuildError(f"invalid platform: {exc}") from None
+        return list(dict.fromkeys(str(p) for p in platforms))
 
     def frontend_attrs(self) -> dict[str, str]:
         attrs = {"filename": os.path.basename(self.dockerfile_path)}
@@ -116,8 +127,8 @@ class BuildRequest:
             attrs["target"] = self.target
         if self.no_cache:
             attrs["no-cache"] = ""
-        if self.platform:
-            attrs["platform"] = self.platform
+        if platforms := self.target_platforms():
+            attrs["platform"] = ",".join(platforms)
         if self.network and self.network != "default":
             attrs["force-network-mode"] = self.network
         if self.cache is not None:
@@ -128,6 +139,10 @@ class BuildRequest:
 
     def exporter(self) -> tuple[str, dict[str, str]]:
         attrs = {"name": self.image} if self.image and self.export in ("image", "docker", "oci") else {}
+        if self.export == "docker" and len(self.target_platforms()) > 1:
+            # BuildKit's docker exporter writes one platform ("does not currently support exporting manifest
+            # lists"); its oci exporter writes the index, which every engine kind loads through artiload
+            return EXPORTERS["oci"], attrs
         return EXPORTERS[self.export], attrs
 
 
@@ -307,8 +322,33 @@ class BuildKitClient:
         if "dockerfile parse error" in details or "failed to create LLB definition" in details:
             return BuildError(f"Dockerfile {request.dockerfile_path} is invalid: {_short(details)}")
         failed = printer.failed()
+        emulation = self._emulation_error(request, failed, details)
+        if emulation is not None:
+            return emulation
         lost = " (the session with this client was lost mid-build)" if session.closed.is_set() else ""
         return BuildError(f"build on {self.where} failed{lost}: " + describe_failure(failed, _short(details)))
+
+    def _emulation_error(self, request: BuildRequest, failed: Any, details: str) -> BuildError | None:
+        """A foreign platform's RUN step the builder host cannot execute (no QEMU/binfmt handler): say which, and the fix."""
+        seen = " ".join([details, getattr(failed, "error", "") or "", *(getattr(failed, "lines", None) or [])])
+        if EXEC_FORMAT not in seen:
+            return None
+        named = _STEP_PLATFORM.match(getattr(failed, "name", "") or "")
+        platforms = [named.group(1)] if named else request.target_platforms()
+        try:
+            native = list(dict.fromkeys(p for w in self.list_workers(timeout=10) for p in w.platforms))
+        except Exception:  # noqa: BLE001 - only for the message
+            native = []
+        which = " or ".join(platforms) or "a foreign platform"
+        step = f"step #{failed.number} {failed.name}" if failed is not None else "a RUN step"
+        return BuildError(
+            f"build on {self.where} failed: {step} cannot run for {which} ({EXEC_FORMAT}): the builder host "
+            f"executes no {which} programs"
+            + (f" (its BuildKit runs {', '.join(native)})" if native else "")
+            + ". Register QEMU user emulation for that architecture on the builder host (Debian: apt-get install "
+            "qemu-user-static, and its binfmt_misc handler, e.g. cat /usr/lib/binfmt.d/qemu-aarch64.conf > "
+            "/proc/sys/fs/binfmt_misc/register), or build that platform on a native builder"
+        )
 
     def cancel(self) -> None:
         """Cancel the running build (the daemon stops it when the Solve call is cancelled)."""

@@ -40,7 +40,7 @@ from airflow_provider_artiload.oci.archive import ArchiveScanner
 from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.oci.reference import parse_reference
 from airflow_provider_artiload.exceptions import ArtiloadError, BuildError, EndpointError
-from airflow_provider_artiload.hooks.cache import cache_plan, parse_entries
+from airflow_provider_artiload.hooks.cache import cache_plan, engine_store, parse_entries
 from airflow_provider_artiload.hooks.connection import ConnectionBacked, default_endpoint, endpoint_from_connection
 from airflow_provider_artiload.hooks.paths import as_target
 from airflow_provider_artiload.transfer.save import Sink, archive_sink
@@ -209,10 +209,13 @@ class BuildKitHook(ConnectionBacked, BaseHook):
         platform: str | None = None,
         cache_from: Any = None,
         cache_to: Any = None,
+        platforms: Any = None,
     ) -> dict[str, Any]:
         """Build and return the artifact as XCom: an ``image``, a ``docker-archive`` or a ``tar`` file.
 
         ``cache_from`` / ``cache_to``: see :mod:`airflow_provider_artiload.buildkit.cache`.
+        ``platforms``: several platforms in one solve (a list, or comma-separated), one artifact: an
+        OCI index with a manifest per platform.
         """
         cache_entries = parse_entries(cache_from, cache_to)  # bad entries fail here, before any I/O
         self.check_context(str(context), str(dockerfile))
@@ -233,9 +236,14 @@ class BuildKitHook(ConnectionBacked, BaseHook):
             registry_auth=self.registry_auth(),
             no_cache=no_cache,
             platform=platform or None,
+            platforms=tuple(platforms.split(",") if isinstance(platforms, str) else platforms or ()),
             network=self.network,
         )
         request.validate()
+        self._check_multi_platform_image(request)
+        if request.exporter()[0] != request.export and export == "docker":
+            self.log.info("export='docker' of %s: writing BuildKit's OCI index (its docker exporter writes one "
+                          "platform); every engine kind loads it through artiload", ", ".join(request.target_platforms()))
         if cache_entries:
             timeout = parse_float(self._extras.get("conn_timeout"), name="conn_timeout", default=30.0)
             request = replace(request, cache=cache_plan(cache_entries, endpoint=self.endpoint, log=self.log, timeout=timeout))
@@ -250,6 +258,21 @@ class BuildKitHook(ConnectionBacked, BaseHook):
             engine = self.endpoint.engine.url if self.endpoint.engine else self.endpoint.url
             return ImageArtifact(image=str(image), image_id=result.image_id, engine=engine).to_xcom()
         return self._build_to_file(request, output)
+
+    def _check_multi_platform_image(self, request: BuildRequest) -> None:
+        """export='image' of several platforms: only a containerd-store engine can hold the result; refuse before building."""
+        platforms = request.target_platforms()
+        if request.export != "image" or len(platforms) < 2:
+            return
+        timeout = parse_float(self._extras.get("conn_timeout"), name="conn_timeout", default=30.0)
+        if engine_store(self.endpoint, timeout) == "classic":
+            where = self.endpoint.engine.url if self.endpoint.engine else self.endpoint.url
+            raise BuildError(
+                f"the engine at {where} uses the classic image store, which holds one platform per image: it cannot "
+                f"hold a multi-platform image of {', '.join(platforms)}. Build with export='oci' (or 'docker') and "
+                "output=PATH, then DockerLoadOperator gives every engine the image of its platform; or enable the "
+                'containerd image store on that engine ({"features": {"containerd-snapshotter": true}})'
+            )
 
     def _build_to_file(self, request: BuildRequest, output: Any) -> dict[str, Any]:
         """Stream the exporter's tarball to ``output``: a local path or an object-storage URI."""

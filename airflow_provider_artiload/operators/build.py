@@ -52,6 +52,12 @@ class BuildArtifactOperator(BaseOperator):
         only on request, and never logged or returned.
     :param no_cache: ignore the build cache.
     :param platform: target platform, e.g. ``linux/amd64``.
+    :param platforms: several target platforms, e.g. ``["linux/amd64", "linux/arm64"]``, built in one
+        solve into ONE artifact: an OCI index with a manifest per platform (``export="oci"`` or
+        ``"docker"``), whose XCom lists them under ``platforms`` with each manifest digest. With
+        ``export="image"`` only a containerd-store engine can hold the result; a classic-store engine
+        is refused before the build. Foreign platforms' RUN steps need QEMU user emulation (binfmt_misc)
+        on the builder host; without it the error names the platform and that fix. (templated)
     :param cache_from: build cache to import: one entry or a list, in buildx's
         syntax (``type=local,src=DIR``, ``type=registry,ref=HOST/REPO:TAG``,
         ``type=s3,bucket=B,region=R,aws_conn_id=C``), a dict of the same keys,
@@ -67,6 +73,7 @@ class BuildArtifactOperator(BaseOperator):
     # ``output`` is kept as ``output_path``: BaseOperator.output is the task's XComArg.
     template_fields: Sequence[str] = (
         "context", "dockerfile", "image", "output_path", "build_args", "labels", "target", "cache_from", "cache_to",
+        "platforms",
     )
     ui_color = "#e5f2e5"
 
@@ -87,6 +94,7 @@ class BuildArtifactOperator(BaseOperator):
         cache_from: str | Mapping[str, Any] | Sequence[str | Mapping[str, Any]] | None = None,
         cache_to: str | Mapping[str, Any] | Sequence[str | Mapping[str, Any]] | None = None,
         buildkit_conn_id: str = BuildKitHook.default_conn_name,
+        platforms: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -105,6 +113,7 @@ class BuildArtifactOperator(BaseOperator):
         self.cache_from = cache_from
         self.cache_to = cache_to
         self.buildkit_conn_id = buildkit_conn_id
+        self.platforms = platforms
 
     @cached_property
     def hook(self) -> BuildKitHook:
@@ -127,6 +136,7 @@ class BuildArtifactOperator(BaseOperator):
                     platform=self.platform,
                     cache_from=self.cache_from,
                     cache_to=self.cache_to,
+                    platforms=self.platforms,
                 )
         finally:
             self.hook.close()

@@ -69,6 +69,7 @@ def test_operator_is_thin_and_templates_the_documented_fields():
     op = BuildArtifactOperator(task_id="t", context="/ctx", export="tar", output="/out/x.tar", secrets={"s": {"env": "E"}})
     assert set(op.template_fields) == {
         "context", "dockerfile", "image", "output_path", "build_args", "labels", "target", "cache_from", "cache_to",
+        "platforms",
     }
     assert op.output_path == "/out/x.tar" and "hook" not in op.__dict__
     assert "secrets" not in op.template_fields
