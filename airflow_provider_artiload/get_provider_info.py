@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_provider_artiload.hooks.secrets import register_secret_names  # imports nothing from airflow
+
 TCP = "tcp://"
 SSH = "ssh://"
 ANY = "All endpoints"
@@ -147,6 +149,9 @@ def _behaviour(placeholder: str) -> dict[str, Any]:
 
 
 def get_provider_info() -> dict[str, Any]:
+    # Airflow calls this in every process that lists providers (the API server too): from then on its secrets
+    # masker hides every secret extra by name, tls_client_key included (hooks/secrets.py says why).
+    register_secret_names()
     return {
         "package-name": "airflow-provider-artiload",
         "name": "artiload",

@@ -24,6 +24,7 @@ from airflow_provider_artiload.endpoints import (
     with_credentials,
 )
 from airflow_provider_artiload.exceptions import EndpointError
+from airflow_provider_artiload.hooks.secrets import mask_connection_secrets
 
 GetConnection = Callable[[str], Any]
 
@@ -71,7 +72,11 @@ class ConnectionBacked:
 
     @cached_property
     def _extras(self) -> dict[str, Any]:
-        return set_extras(self._connection) if self._connection else {}
+        if not self._connection:
+            return {}
+        extras = set_extras(self._connection)
+        mask_connection_secrets(extras, self._connection.password)  # tls_client_key has no name Airflow hides
+        return extras
 
 
 def set_extras(conn: Any) -> dict[str, Any]:
@@ -93,6 +98,7 @@ def _endpoint(conn: Any, *, kind: Kind, get_connection: GetConnection) -> Endpoi
             url = "docker://"
         else:
             raise EndpointError(f"the host field is empty; set the endpoint URL there, e.g. {_example(kind)}")
+    mask_connection_secrets(extras, password)  # an ssh connection's keys too, before any message can carry them
     endpoint = parse_endpoint(url, kind=kind, extras=extras)
     return with_credentials(endpoint, username=login, password=password)
 
