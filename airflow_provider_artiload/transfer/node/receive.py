@@ -26,6 +26,7 @@ from airflow_provider_artiload.oci.archive import ArchiveIndex, Member
 from airflow_provider_artiload.oci.layout import layer_position
 from airflow_provider_artiload.oci.image import is_digest
 from airflow_provider_artiload.transfer.sources import SourceInfo
+from airflow_provider_artiload.exceptions import ArtiloadError
 
 if TYPE_CHECKING:
     from airflow_provider_artiload.containerd.client import ContainerdClient
@@ -109,12 +110,26 @@ class BlobReceiver:
         else:
             self.result.written[digest] = self.result.written.get(digest, 0) + stream.sent
 
-    def abandon(self) -> None:
-        """The load failed mid-member: stop its write (what containerd holds stays under the ref)."""
+    def abandon(self, *, resumable: bool = True) -> None:
+        """The load failed mid-member: stop its write.
+
+        After a cut (the node's connection, the source's stream) what
+        containerd holds stays under the ref, and a retry resumes from it. When
+        the archive itself is bad (``resumable=False``) nothing will resume it:
+        the partial write is aborted, so no ingest is left behind.
+        """
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.abandon()
+            if not resumable:
+                self._abort(stream.ref)
         self._release()
+
+    def _abort(self, ref: str) -> None:
+        try:
+            self.client.content.abort(ref)
+        except ArtiloadError:
+            pass  # the load's own error says more; containerd expires an unleased ingest within 24 hours
 
     def _release(self) -> None:
         lock, self._lock = self._lock, None
