@@ -111,13 +111,13 @@ def connect(monkeypatch, engine, conn_id: str, **extra) -> str:
     return conn_id
 
 
-def build(monkeypatch, engine, ctx: str, *, cache_from=None, cache_to=None, no_cache=False, **extra) -> str:
+def build(monkeypatch, engine, ctx: str, *, cache_from=None, cache_to=None, no_cache=False, rand=True, **extra) -> str:
     """Build on ``engine`` through the operator (templated fields and all); the image's random bytes."""
     conn_id = connect(monkeypatch, engine, f"bk_{secrets.token_hex(3)}", **extra)
     tag = f"cache/oracle:{secrets.token_hex(4)}"
     BuildArtifactOperator(task_id="b", context=ctx, image=tag, cache_from=cache_from, cache_to=cache_to,
                           no_cache=no_cache, buildkit_conn_id=conn_id).execute({})
-    return rand_of(engine, tag)
+    return rand_of(engine, tag) if rand else tag
 
 
 def rand_of(engine, tag: str) -> str:
@@ -313,3 +313,34 @@ def test_clean_up_keeps_what_the_latest_index_needs(monkeypatch, containerd_engi
     assert after < before and {d.split(":")[1] for d in result["removed"]} == before - after
     # what is left is enough: the newest build reused on the other engine
     assert build(monkeypatch, containerd_engines[1], ctx_new, cache_from=f"type=local,src={cache}") == latest
+
+
+def test_import_reads_only_the_blobs_the_build_needs(monkeypatch, containerd_engines, tmp_path, s3):
+    """Two RUN layers of 4 MB in the cache; a Dockerfile sharing only the first step fetches only that layer."""
+    from airflow_provider_artiload.buildkit import cache_store
+
+    read: dict[str, int] = {}
+    real = cache_store.LayoutStore.read_range
+
+    def counting(self, digest, offset, size, chunk=1 << 20):
+        for data in real(self, digest, offset, size, chunk):
+            read[digest] = read.get(digest, 0) + len(data)
+            yield data
+
+    monkeypatch.setattr(cache_store.LayoutStore, "read_range", counting)
+    location = f"s3://moto@{BUCKET}/cache/{secrets.token_hex(4)}"
+    token = secrets.token_hex(6)
+    steps = [f'RUN ["/bin/busybox", "sh", "-c", "echo {token} && /bin/busybox head -c 4000000 /dev/urandom > /{name}"]\n'
+             for name in ("first", "second", "other")]
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    shutil.copy(BUSYBOX, ctx / "busybox")
+    head = "FROM scratch\nCOPY busybox /bin/busybox\n"
+    (ctx / "Dockerfile").write_text(head + steps[0] + steps[1])
+    build(monkeypatch, containerd_engines[0], str(ctx), cache_to=location, rand=False)  # a bare location: type=local
+    (ctx / "Dockerfile").write_text(head + steps[0] + steps[2])
+    read.clear()
+    build(monkeypatch, containerd_engines[1], str(ctx), cache_from=location, rand=False)
+    big = {d: n for d, n in read.items() if n > 3_000_000}  # busybox's layer is about 1 MB
+    assert len(big) == 1 and 3_900_000 < sum(big.values()) < 4_200_000, read  # the first RUN layer, not the second
+    assert sum(read.values()) < 6_500_000  # plus the busybox layer and small JSON
