@@ -54,6 +54,11 @@ class JsonObject(dict):
     folded: dict[str, str]
 
 
+def _key(obj: Mapping[str, Any], key: str) -> str:
+    """The key ``obj`` holds the struct field ``key`` under (``key`` itself when absent)."""
+    return obj.folded.get(fold(key), key) if isinstance(obj, JsonObject) else key
+
+
 def member(obj: Mapping[str, Any], key: str) -> Any:
     """``obj``'s value for the struct field ``key``, matched as Go matches it (case-insensitively)."""
     if isinstance(obj, JsonObject):
@@ -294,10 +299,18 @@ def _from_legacy(meta: Metadata) -> Image:
 
     ``docker load`` loads every entry and applies its tags, so an archive of
     several images is refused, naming each: artiload checks and reports one.
+    Entries that name the same config and layers are one image: their tags
+    are all reported.
     """
     entries = load_json(meta.members["manifest.json"], name="manifest.json", shape=list, struct=[MANIFEST_ITEM])
     if not entries:
         raise ArchiveError("manifest.json lists no images")
+    same = all(isinstance(e, dict) and member(e, "Config") == member(entries[0], "Config")
+               and member(e, "Layers") == member(entries[0], "Layers") for e in entries)
+    if len(entries) > 1 and same:  # one image under several entries (saved by several names): every tag applies
+        tags = [t for e in entries for t in (member(e, "RepoTags") or [])]
+        entries = [JsonObject({**entries[0], _key(entries[0], "RepoTags"): list(dict.fromkeys(tags))})]
+        entries[0].folded = {fold(k): k for k in entries[0]}
     if len(entries) > 1:
         described = "; ".join(
             f"{member(e, 'Config') if isinstance(e, dict) else e!r} tagged {list(member(e, 'RepoTags') or []) if isinstance(e, dict) else []}"

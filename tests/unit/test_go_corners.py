@@ -189,10 +189,20 @@ def test_keys_match_struct_fields_whatever_their_case_as_in_go():
 def test_an_archive_of_several_images_is_refused_naming_each():
     data, config = docker_archive(tags=["a:1"])
     entries = json.loads(scan(data).metadata["manifest.json"])
-    several = entries + [{**entries[0], "RepoTags": ["b:2", "b:3"]}]
+    other_layers = [layer_tar({"other": b"image"})]
+    _, other = docker_archive(other_layers)
+    several = entries + [{**entries[0], "Config": other.split(":")[1] + ".json", "RepoTags": ["b:2", "b:3"]}]
     data, _ = docker_archive(tags=["a:1"], manifest=several)
     with pytest.raises(ArchiveError, match=r"manifest.json lists 2 images .*\['a:1'\].*\['b:2', 'b:3'\]"):
         scan(data).image()
+
+
+def test_several_entries_of_one_image_are_one_image_with_every_tag():
+    data, config = docker_archive(tags=["a:1"])
+    entries = json.loads(scan(data).metadata["manifest.json"])
+    data, _ = docker_archive(tags=["a:1"], manifest=entries + [{**entries[0], "RepoTags": ["b:2", "a:1"]}])
+    image = scan(data).image()
+    assert image.repo_tags == ("a:1", "b:2") and image.config_digest == config
 
 
 def test_an_oci_index_of_several_named_images_is_refused_naming_each():

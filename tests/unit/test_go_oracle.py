@@ -99,12 +99,13 @@ def _metadata(decoded: dict, index: Any, image: Image) -> list[str]:
     found: list[str] = []
     try:
         if "manifest.json" in index.metadata:
-            items = _value(decoded, "manifest.json", "items") or []
-            if len(items) != 1:
-                return [f"Go reads {len(items)} images in manifest.json, artiload one"]
-            item = items[0] or {}
-            if (item.get("RepoTags") or []) != list(image.repo_tags):
-                found.append(f"tags: Go {item.get('RepoTags')}, artiload {image.repo_tags}")
+            items = [item or {} for item in _value(decoded, "manifest.json", "items") or []]
+            if not items or any((i.get("Config"), i.get("Layers")) != (items[0].get("Config"), items[0].get("Layers")) for i in items):
+                return [f"Go reads {len(items)} different images in manifest.json, artiload one"]
+            item = items[0]
+            tags = list(dict.fromkeys(t for i in items for t in i.get("RepoTags") or []))  # docker load applies every one
+            if tags != list(image.repo_tags):
+                found.append(f"tags: Go {tags}, artiload {image.repo_tags}")
             if (item.get("Layers") or []) != [layer.path for layer in image.layers]:
                 found.append(f"layers: Go {item.get('Layers')}, artiload {[l.path for l in image.layers]}")
             config_name = posixpath.normpath(item.get("Config") or "")
