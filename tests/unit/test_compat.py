@@ -18,6 +18,16 @@ def test_version_flags_match_the_installed_airflow():
     assert compat.AIRFLOW_V_3_3_PLUS == ((major, minor) >= (3, 3))
 
 
+def test_airflow_deprecations_our_code_triggers_are_errors():
+    """pyproject.toml's filterwarnings: a deprecation attributed to the package or the tests fails the run."""
+    import warnings
+
+    from airflow.exceptions import RemovedInAirflow4Warning
+
+    with pytest.raises(RemovedInAirflow4Warning):
+        warnings.warn("a deprecated Airflow API", RemovedInAirflow4Warning, stacklevel=1)
+
+
 def test_not_found_is_what_get_connection_raises(monkeypatch):
     from airflow.sdk import BaseHook
 
@@ -26,14 +36,18 @@ def test_not_found_is_what_get_connection_raises(monkeypatch):
         BaseHook.get_connection("artiload_surely_missing")
 
 
-class _Events(dict):
-    """outlet_events as the task runner gives it: accessor per alias, whose add() records the events."""
+class _Events:
+    """outlet_events as the task runner gives it: an accessor per alias (by name: 3.1's AssetAlias is unhashable)."""
 
-    def __missing__(self, key):
-        accessor = types.SimpleNamespace(added=[])
-        accessor.add = lambda asset, extra=None: accessor.added.append((asset.uri, extra))
-        self[key] = accessor
-        return accessor
+    def __init__(self):
+        self.by_name: dict[str, types.SimpleNamespace] = {}
+
+    def __getitem__(self, key):
+        if key.name not in self.by_name:
+            accessor = types.SimpleNamespace(added=[])
+            accessor.add = lambda asset, extra=None: accessor.added.append((asset.uri, extra))
+            self.by_name[key.name] = accessor
+        return self.by_name[key.name]
 
 
 @pytest.mark.parametrize("newer", [True, False], ids=["airflow-3.2+", "airflow-3.1"])
