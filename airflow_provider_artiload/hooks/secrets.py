@@ -30,6 +30,7 @@ each of them.
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 from collections.abc import Iterator, Mapping
 from types import ModuleType
@@ -58,7 +59,15 @@ def _masker_modules() -> Iterator[ModuleType]:
 
 
 def register_secret_names() -> None:
-    """Make this process's secrets maskers hide every secret extra by name (idempotent)."""
+    """Make this process's secrets maskers hide every secret extra by name (idempotent; never raises: it runs
+    while Airflow lists its providers, which must not fail for it)."""
+    try:
+        _register()
+    except Exception:  # noqa: BLE001  (a masker of another shape: the values are still masked by mask_connection_secrets)
+        logging.getLogger(__name__).debug("cannot add artiload's secret extras to Airflow's sensitive names", exc_info=True)
+
+
+def _register() -> None:
     for module in _masker_modules():
         for holder in {module, sys.modules.get(module.__name__ + ".secrets_masker")} - {None}:
             defaults = getattr(holder, "DEFAULT_SENSITIVE_FIELDS", None)
