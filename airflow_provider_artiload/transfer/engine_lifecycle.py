@@ -89,11 +89,22 @@ class EngineLifecycle:
         return {v.image_id for v in versions if v.image_id in used}
 
     def remove(self, versions: Sequence[Version], log: logging.Logger) -> tuple[list[Version], int]:
-        """Untag each version's names in the repository, never forced; the engine deletes an image with its last name."""
+        """Untag each version's names in the repository, never forced; the engine deletes an image with its last name.
+
+        Each name is checked again just before it goes: one a load moved to
+        another image since the listing (``latest``) stays, and a version a
+        load claimed meanwhile (a marker the listing did not see) keeps all.
+        """
         before = self._layers_size()
         gone = []
         for version in versions:
             for name in version.names:
+                now = self._names(version.image_id)
+                if any(n not in version.markers and _is_marker(n) for n in now):
+                    log.info("%s: kept %s: a load claimed it while pruning", self.url, version.image_id[:19])
+                    break
+                if name not in now:
+                    continue  # moved to another image, or gone already
                 try:
                     self._untag(name)
                 except EngineError as exc:  # a container started on it meanwhile: the engine refuses (409)
@@ -138,6 +149,11 @@ class EngineLifecycle:
 
     def _layers_size(self) -> int:
         return int(self.client.disk_usage().get("LayersSize") or 0)
+
+
+def _is_marker(name: str) -> bool:
+    split = retention.split_name(name)
+    return bool(split and retention.marker_time(split[1]))
 
 
 def _familiar(repository: str) -> str:

@@ -252,7 +252,22 @@ def load_and_retain(source: Source, targets: Sequence[LoadTarget], options: Load
         repos = repositories(options.tags or outcome.archive_tags)
         reports.append(first + [prune(lifecycle, repo, keep_last, protect=protect, dry_run=dry_run, log=log)
                                 for repo in repos])
+        keep_tags(lifecycle, outcome.image_id, options.tags, log)
     return outcomes, reports
+
+
+def keep_tags(lifecycle: Lifecycle, image_id: str, tags: Sequence[str], log: logging.Logger, *, rounds: int = 3) -> None:
+    """Make sure the load's tags name what it loaded: the Docker API has no compare-and-delete for a tag,
+    so a concurrent prune that checked a tag just before this load moved it can still delete it; re-apply."""
+    for _ in range(rounds):
+        lost = [tag for tag, named in lifecycle.pointed(tags).items() if named != image_id]
+        if not lost:
+            return
+        for tag in lost:
+            log.warning("%s: %s no longer named %s (a concurrent prune): tagging it again", lifecycle.url, tag,
+                        image_id[:19])
+            lifecycle.point(tag, Version(image_id, "", ()))
+    raise RetentionError(f"{lifecycle.url}: tags {', '.join(tags)} keep losing {image_id[:19]} to concurrent prunes")
 
 
 def make_room(lifecycle: Lifecycle, repos: Sequence[str], needed: int, keep_last: int, *, protect: set[str],

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from collections.abc import Mapping, Sequence
 
-from airflow_provider_artiload.containerd._proto import snapshots_pb2, snapshots_pb2_grpc
+from airflow_provider_artiload.containerd._proto import leases_pb2, leases_pb2_grpc, snapshots_pb2, snapshots_pb2_grpc
 from airflow_provider_artiload.containerd.client import ContainerdClient
 from airflow_provider_artiload.containerd.containers import Containers
 from airflow_provider_artiload.containerd.images import Descriptor, ImageRecord
@@ -131,9 +132,17 @@ class NodeLifecycle:
         blobs: dict[str, int] = {}
         for version in versions:
             blobs.update(self._blobs.get(version.image_id, {}))
-        names = [n for v in versions for n in v.names]
-        for i, name in enumerate(names):
-            self.client.images.delete(name, sync=i == len(names) - 1)  # the last one runs the GC now
+        for version in versions:
+            claimed = [r.name for r in self.client.images.list()
+                       if r.target.digest == version.image_id and r.name not in version.markers and _is_marker(r.name)]
+            if claimed:  # a load claimed it while we pruned: it keeps everything
+                log.info("%s: kept %s: a load claimed it while pruning", self.url, version.image_id[:19])
+                continue
+            for name in version.names:
+                record = self.client.images.get(name)  # checked again just before: a moved name stays
+                if record is not None and record.target.digest == version.image_id:
+                    self.client.images.delete(name)
+        self._collect_garbage()
         left = {r.target.digest for r in self.client.images.list()}
         gone = [v for v in versions if v.image_id not in left]
         freed = sum(size for digest, size in blobs.items() if self.client.content.info(digest) is None)
@@ -152,6 +161,13 @@ class NodeLifecycle:
         return None
 
     # ---------------------------------------------------------------- helpers
+
+    def _collect_garbage(self) -> None:
+        """Run containerd's GC now: deleting a lease with ``sync`` waits for it (as ``ctr leases rm --sync``)."""
+        lease_id = f"artiload-gc-{secrets.token_hex(8)}"
+        call = self.client.connection.call
+        call(leases_pb2_grpc.LeasesStub, "Create", leases_pb2.CreateRequest(id=lease_id), "Leases.Create")
+        call(leases_pb2_grpc.LeasesStub, "Delete", leases_pb2.DeleteRequest(id=lease_id, sync=True), "Leases.Delete")
 
     def _json(self, digest: str) -> dict:
         try:
@@ -194,6 +210,11 @@ class NodeLifecycle:
         request = snapshots_pb2.StatSnapshotRequest(snapshotter=snapshotter or "overlayfs", key=key)
         reply = self.client.connection.call_or_none(snapshots_pb2_grpc.SnapshotsStub, "Stat", request, f"Snapshots.Stat {key}")
         return reply.info.parent if reply is not None else None
+
+
+def _is_marker(name: str) -> bool:
+    split = retention.split_name(name)
+    return bool(split and retention.marker_time(split[1]))
 
 
 __all__ = ["CRI_NAMESPACE", "NodeLifecycle", "PIN_LABEL", "PINNED", "record_labels"]

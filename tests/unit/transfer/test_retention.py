@@ -146,3 +146,17 @@ def test_make_room_prunes_first_when_short_and_says_how_much_was_needed_and_foun
         retention.make_room(hopeless, [REPO], 10_000, 2, protect=set(), dry_run=False, log=log)
     unknown = RoomyLifecycle(versions, None)
     assert retention.make_room(unknown, [REPO], 10**12, 2, protect=set(), dry_run=False, log=log) == []
+
+
+def test_the_loads_tags_are_put_back_if_a_concurrent_prune_took_them():
+    versions = [v(1, t(1)), v(2, t(2))]
+    fake = FakeLifecycle(versions, {"app:latest": None, "app:v2": versions[1].image_id})
+    retention.keep_tags(fake, versions[1].image_id, ["app:latest", "app:v2"], log)
+    assert fake.tags == {"app:latest": versions[1].image_id, "app:v2": versions[1].image_id}
+
+    class Stubborn(FakeLifecycle):
+        def point(self, tag, version):
+            pass  # every re-tag lost again
+
+    with pytest.raises(RetentionError, match="keep losing"):
+        retention.keep_tags(Stubborn(versions, {"app:latest": None}), versions[1].image_id, ["app:latest"], log)
