@@ -34,7 +34,8 @@ Which members are the model's blobs:
   configs, manifests, indexes, and the v1 configs Docker 25+ saves as
   blobs) is held, and written at the end only if :func:`named_blobs` lists
   it, from the exact bytes the model was read from. Any other member (a
-  layer) is written as it passes; small ones (4 MiB at most) once they end.
+  layer) is written as it passes: a small one from its first byte, once
+  that byte shows it is no JSON.
   At the end, if a member written so is not one the image names, the
   stream is refused with an ArchiveError *before* the metadata and the end
   marker are written. The
@@ -71,6 +72,7 @@ OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 MAX_DEPTH = 8  # index -> index -> manifest -> config/layers is 3; docker save nests 2
 
 DROP, STREAM, HOLD = "drop", "stream", "hold"
+JSON_FIRST = (b"{", b"[", b" ", b"\t", b"\r", b"\n")  # what JSON may start with (the scanner keeps it, whitespace first too)
 Position = Callable[[str, ArchiveIndex], "int | None"]  # which layer a streamed member is (oci.layout.layer_position)
 
 
@@ -122,6 +124,9 @@ class _Writer:
                 if self._mode == STREAM:
                     out += self._headers(member)
             lo, hi = max(begin, member.offset), min(end, member.offset + member.size)
+            if hi > lo and self._mode == HOLD and lo == member.offset and bytes(view[lo - begin : lo - begin + 1]) not in JSON_FIRST:
+                out += self._headers(member)  # its first byte says it is no JSON: no metadata, so stream it
+                self._mode = STREAM
             if hi > lo and self._mode != DROP:
                 (out if self._mode == STREAM else self._held).append(view[lo - begin : hi - begin])
             if member.offset + member.size <= end:
