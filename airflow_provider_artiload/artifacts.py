@@ -103,6 +103,9 @@ class LoadOutcome:
     layers_sent: int = 0
     layers_skipped: int = 0
     archive_tags: list[str] = field(default_factory=list)  # tags the archive itself carried, applied by the engine
+    platform: str | None = None  # the platform of the image loaded (os/arch[/variant]), where known
+    target_platform: str | None = None  # the target's own platform (detected, or its connection's platform extra)
+    manifest_digest: str | None = None  # the manifest loaded (one platform's), or None for a classic layout
 
     def to_xcom(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

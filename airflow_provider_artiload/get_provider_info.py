@@ -105,6 +105,9 @@ ENGINE_FIELDS = {
     "transfer_timeout": _seconds(
         "Stall timeout", ANY, "Without progress before a save or load is abandoned.", default=300
     ),
+    "platform": _text("Platform", ANY, "os/arch or os/arch/variant (e.g. linux/arm64) this engine takes images of: "
+                      "overrides what it reports, e.g. an amd64 host with QEMU that should hold arm64 images.",
+                      default="what the engine reports (/version, /info)"),
 }
 BUILDKIT_FIELDS = {
     "engine_conn_id": _text("Engine connection id", "docker://", "The BuildKit inside this docker_engine connection's engine."),
@@ -126,8 +129,9 @@ BUILDKIT_FIELDS = {
 CONTAINERD_FIELDS = {
     "namespace": _text("Namespace", ANY, "containerd namespace to load into (kubelet and k3s use k8s.io).", default="k8s.io"),
     "snapshotter": _text("Snapshotter", ANY, "Where images are unpacked for pods.", default="overlayfs"),
-    "platform": _text("Platform", ANY, "os/arch or os/arch/variant (e.g. linux/arm64/v8) to load from a multi-platform image.",
-                      default="the archive's only image, else linux/amd64"),
+    "platform": _text("Platform", ANY, "os/arch or os/arch/variant (e.g. linux/arm64/v8) this node takes images of: "
+                      "overrides what containerd reports.",
+                      default="what containerd's plugins serve (introspection), else linux/amd64"),
     "pin": _flag("Pin images", ANY, "In k8s.io, label the images artiload loads io.cri-containerd.pinned=pinned, "
                  "so kubelet's image GC keeps them.", default=True),
     **_ssh_fields(buildkit=False, kind="containerd"),

@@ -19,6 +19,7 @@ from airflow_provider_artiload.containerd._proto import namespaces_pb2, namespac
 from airflow_provider_artiload.containerd.connection import Connection
 from airflow_provider_artiload.containerd.content import ContentStore
 from airflow_provider_artiload.containerd.images import Images
+from airflow_provider_artiload.containerd.introspection import Introspection
 from airflow_provider_artiload.containerd.leases import Leases
 from airflow_provider_artiload.containerd.snapshots import Diff, Snapshots
 from airflow_provider_artiload.transport.grpc import Duplex
@@ -42,6 +43,7 @@ class ContainerdClient:
         self.leases = Leases(self.connection)
         self.snapshots = Snapshots(self.connection)
         self.diff = Diff(self.connection)
+        self.introspection = Introspection(self.connection)
 
     @property
     def namespace(self) -> str:

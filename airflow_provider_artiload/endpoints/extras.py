@@ -43,7 +43,7 @@ SSH_EXTRAS = (
 )
 # Extras read by the hooks themselves (hooks/engine.py, hooks/buildkit.py), and the coming containerd kind.
 HOOK_EXTRAS: dict[str, tuple[str, ...]] = {
-    "engine": ("timeout", "transfer_timeout"),
+    "engine": ("timeout", "transfer_timeout", "platform"),
     "buildkit": ("engine_conn_id", "network", "registry_conn_ids", "context_roots", "secret_roots"),
     "containerd": ("namespace", "snapshotter", "platform", "timeout", "transfer_timeout", "pin"),
 }

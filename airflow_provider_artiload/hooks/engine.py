@@ -14,7 +14,9 @@ from airflow_provider_artiload import transfer
 from airflow_provider_artiload.artifacts import DockerArchive, LoadOutcome
 from airflow_provider_artiload.endpoints import Endpoint, parse_float
 from airflow_provider_artiload.engine.client import EngineClient
-from airflow_provider_artiload.exceptions import ArtiloadError
+from airflow_provider_artiload.exceptions import ArtiloadError, EndpointError
+from airflow_provider_artiload.oci.platform import InvalidPlatform
+from airflow_provider_artiload.oci.platform import parse as parse_platform
 from airflow_provider_artiload.hooks.connection import ConnectionBacked, default_endpoint, endpoint_from_connection
 from airflow_provider_artiload.hooks.paths import as_target, file_source
 from airflow_provider_artiload.transfer.engine import EngineSource, EngineTarget
@@ -77,8 +79,21 @@ class DockerEngineHook(ConnectionBacked, BaseHook):
 
     @cached_property
     def target(self) -> EngineTarget:
-        """This engine as a load target."""
-        return EngineTarget(self.client)
+        """This engine as a load target; its platform is the ``platform`` extra, else what the engine reports."""
+        return EngineTarget(self.client, platform=self.platform)
+
+    @cached_property
+    def platform(self) -> str | None:
+        """The connection's ``platform`` extra (``os/arch[/variant]``), checked; None: ask the engine."""
+        value = self._extras.get("platform")
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise EndpointError(f"connection {self.engine_conn_id!r}: extra 'platform' must be text such as linux/arm64, got {value!r}")
+        try:
+            return str(parse_platform(value, what="platform"))
+        except InvalidPlatform as exc:
+            raise EndpointError(f"connection {self.engine_conn_id!r}: extra {exc}") from None
 
     def source(self, image: str) -> EngineSource:
         """``image`` streamed out of this engine (for copies)."""

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from airflow_provider_artiload.exceptions import ArchiveError
+from airflow_provider_artiload.oci.platform import best, of_descriptor
+from airflow_provider_artiload.oci.platform import parse as parse_platform
 from airflow_provider_artiload.oci.image import (
     INDEXES,
     OCI_LAYER,
@@ -413,12 +415,12 @@ def _choose_manifest(
         digest = _digest_field(images[0], "digest", where=name)
         nested = load_json(meta.blob(digest, what="index"), name=blob_path(digest), shape=dict, struct=INDEX_STRUCT)
         return _choose_manifest(meta, nested, blob_path(digest), platform, parent=digest, depth=depth + 1)
-    if platform:
-        wanted = [e for e in images if _platform_matches(member(e, "platform"), platform)]
-        if not wanted:
+    if platform:  # containerd's rules (oci/platform.py): arm64 is arm64/v8, arm/v7 takes v6...
+        position = best(parse_platform(platform), [of_descriptor(member(e, "platform")) for e in images])
+        if position is None:
             have = sorted({_platform_text(member(e, "platform")) for e in images})
             raise ArchiveError(f"{name} has no image for platform {platform} (it has {', '.join(have) or 'none named'})")
-        return wanted[0], parent
+        return images[position], parent
     return images[0], parent
 
 
@@ -454,13 +456,6 @@ def _platform_text(platform: Any) -> str:
         return "?"
     parts = [member(platform, "os"), member(platform, "architecture"), member(platform, "variant")]
     return "/".join(str(p) for p in parts if p)
-
-
-def _platform_matches(platform: Any, wanted: str) -> bool:
-    """``linux/arm64`` matches ``linux/arm64/v8``: an unstated variant takes any."""
-    have = _platform_text(platform).split("/")
-    want = wanted.split("/")
-    return have[: len(want)] == want or (len(want) == 2 and have[:2] == want)
 
 
 def _ref_names(index: Mapping[str, Any]) -> list[str]:

@@ -55,14 +55,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any
 
 from airflow_provider_artiload.exceptions import ArchiveError, ArtiloadError
 from airflow_provider_artiload.oci.archive import JSON_MEMBER_LIMIT, ArchiveIndex, ArchiveScanner, Member
 from airflow_provider_artiload.oci.image import INDEXES, MANIFESTS, OCI_INDEX, OCI_MANIFEST, Image, blob_path, is_digest
+from airflow_provider_artiload.oci.manifests import choose, listed, platforms_of
 from airflow_provider_artiload.oci.metadata import load_json
+from airflow_provider_artiload.oci.platform import parse as parse_platform
 from airflow_provider_artiload.oci.reference import normalize, parse
 from airflow_provider_artiload.oci.tar import END, directory_header, member_header, padding
 
@@ -85,6 +87,9 @@ class Framing:
     position: Position | None = None  # for "#<position>" omissions of a stream
     platform: str | None = None
     named: bool = True  # write the image's names; False: the engine records it unnamed
+    # one platform of a multi-platform image (transfer/platforms.py): metadata names its manifest, not the index
+    single: bool = False
+    target: str | None = None  # a stream's target platform: its image is chosen at the end, when the index is known
 
 
 def reframe(chunks: Iterable[bytes | memoryview], framing: Framing) -> Iterator[bytes | memoryview]:
@@ -184,7 +189,11 @@ class _Writer:
 
     def end(self) -> list[bytes]:
         index = self.scanner.finish()
-        image = index.image(self.framing.platform)
+        platform, single = self.framing.platform, self.framing.single
+        if platform is None and self.framing.target is not None:
+            platform = chosen_platform(index, self.framing.target)
+            single = platform is not None
+        image = index.image(platform)
         named = named_blobs(index, image)
         stray = sorted(self.written - named)
         if stray:
@@ -192,11 +201,26 @@ class _Writer:
                 f"the archive holds {stray[0]!r}, which the image does not name; refused before the engine "
                 "received any metadata"
             )
+        if single:  # its manifest, config and layers only: the index and the other platforms' manifests stay out
+            image = replace(image, index_digest=None)
+            named = named_blobs(index, image)
         out: list[bytes] = []
         for name in self._deferred:
             if name in named:  # a config, manifest or index: the bytes the scan kept, which the model was read from
                 out += [*self._headers(index.members[name]), index.metadata[name], padding(index.members[name].size)]
         return [*out, *_metadata(index, image, self.framing.named), END]
+
+
+def chosen_platform(index: ArchiveIndex, target: str) -> str | None:
+    """The platform of the image a ``target`` platform takes from a multi-platform archive (None: a single image,
+    whatever its platform); ArchiveError, naming both, when the archive has none for it."""
+    images = listed(index)
+    if len(images) < 2:
+        return None
+    image = choose(images, parse_platform(target))
+    if image is None or image.platform is None:
+        raise ArchiveError(f"the archive has no image for platform {target} (it has {platforms_of(images)})")
+    return str(image.platform)
 
 
 def named_blobs(index: ArchiveIndex, image: Image) -> frozenset[str]:

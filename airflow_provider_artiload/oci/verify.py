@@ -78,6 +78,7 @@ class VerifiedArchive:
         omitted: frozenset[str] = frozenset(),
         platform: str | None = None,
         plain: bool = False,
+        platforms: Iterable[str] = (),
     ) -> None:
         """``plain``: remove the archive's outer compression and yield the plain tar (a load); else yield it as read."""
         self._chunks = chunks
@@ -88,6 +89,7 @@ class VerifiedArchive:
         self.expected_ids = {i for i in expected_ids if i}
         self.omitted = omitted
         self.platform = platform
+        self.platforms = tuple(platforms)  # the images of other platforms some target takes: each must be complete too
         self.scanner = ArchiveScanner(expect=None if expected_sha256 else expect)
         self.size = 0
         self._hash = hashlib.sha256() if expected_sha256 else None
@@ -173,6 +175,8 @@ class VerifiedArchive:
         index = self.scanner.finish()
         image = index.image(self.platform)
         index.check_complete(self.omitted, self.platform)
+        for platform in self.platforms:
+            index.check_complete(self.omitted, platform)
         if self.expected_sha256 and self.sha256 != self.expected_sha256:
             raise DigestMismatch(
                 f"sha256 is {self.sha256}, the artifact says {self.expected_sha256}; "

@@ -35,9 +35,12 @@ class CopyImageOperator(BaseOperator):
     :param keep_last: retention after the copy, as DockerLoadOperator's ``keep_last``.
     :param dry_run: with ``keep_last``, only report what would be removed.
     :param pin: containerd nodes in ``k8s.io``: pin what is loaded (default: the connection's ``pin``, else true).
+    :param platform: force this platform's image of a multi-platform source on every target; unset:
+        each target gets its own platform's, as DockerLoadOperator. (templated)
+    :param all_platforms: containerd-store engines and nodes keep the whole index, as DockerLoadOperator.
     """
 
-    template_fields: Sequence[str] = ("image", "tag", "engine_conn_id")
+    template_fields: Sequence[str] = ("image", "tag", "engine_conn_id", "platform")
     ui_color = "#e3d9f7"
 
     def __init__(
@@ -53,10 +56,14 @@ class CopyImageOperator(BaseOperator):
         keep_last: int | None = None,
         dry_run: bool = False,
         pin: bool | None = None,
+        platform: str | None = None,
+        all_platforms: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.outlets = _assets.with_alias(self.outlets)
+        self.platform = platform
+        self.all_platforms = all_platforms
         self.image = image
         self.keep_last = keep_last
         self.dry_run = dry_run
@@ -78,7 +85,8 @@ class CopyImageOperator(BaseOperator):
         return target_hooks(self.engine_conn_id, pin=self.pin)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        options = LoadOptions(as_tags(self.tag), self.skip_existing, self.delta, self.max_parallel)
+        options = LoadOptions(as_tags(self.tag), self.skip_existing, self.delta, self.max_parallel, self.platform or None,
+                              all_platforms=self.all_platforms)
         try:
             with quiet_libraries():
                 source = self.source_hook.source(image_ref(self.image))

@@ -51,10 +51,14 @@ class DockerLoadOperator(BaseOperator):
     :param delta: send only the layers an engine lacks (both image stores and containerd nodes).
     :param max_parallel: how many engines to stream to at once.
     :param delete_source: remove the tarball once every engine has the image.
-    :param platform: ``os/arch`` or ``os/arch/variant`` to load from a multi-platform
-        archive. Unset: a Docker Engine gets the archive's first image; a containerd node its
-        connection's ``platform`` extra, else linux/amd64 if the archive has it, else its only
-        image. (templated)
+    :param platform: ``os/arch`` or ``os/arch/variant``: force this platform's image of a
+        multi-platform archive on every target. Unset: each target gets the image of its own
+        platform (its connection's ``platform`` extra, else what the engine or node reports),
+        sent only that platform's blobs; a target whose platform the archive lacks fails alone,
+        naming both. A single-platform archive loads everywhere, as ``docker load`` does (a
+        target of another platform is logged). (templated)
+    :param all_platforms: containerd-store engines and nodes get every platform's blobs and keep
+        the index (its digest is the image ID); classic-store engines still get their platform's.
     :param keep_last: retention: mark what this load loads, then keep only the newest
         ``keep_last`` versions artiload loaded into each tag's repository on each target
         (by load time), plus those a container uses and what the tags named before this
@@ -83,10 +87,12 @@ class DockerLoadOperator(BaseOperator):
         keep_last: int | None = None,
         dry_run: bool = False,
         pin: bool | None = None,
+        all_platforms: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.outlets = _assets.with_alias(self.outlets)
+        self.all_platforms = all_platforms
         self.source = source
         self.platform = platform
         self.keep_last = keep_last
@@ -104,7 +110,8 @@ class DockerLoadOperator(BaseOperator):
         return target_hooks(self.engine_conn_id, pin=self.pin)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        options = LoadOptions(as_tags(self.tag), self.skip_existing, self.delta, self.max_parallel, self.platform or None)
+        options = LoadOptions(as_tags(self.tag), self.skip_existing, self.delta, self.max_parallel, self.platform or None,
+                              all_platforms=self.all_platforms)
         source = as_source(self.source)
         try:
             with quiet_libraries():
@@ -130,6 +137,7 @@ def emit_loaded(context: Context, hooks: Sequence[TargetHook], outcomes: Sequenc
     """An asset event per engine and repository (``docker-image://<conn id>/<repository>``)."""
     for hook, outcome in zip(hooks, outcomes):
         extra = {"engine": outcome.engine, "mode": outcome.mode}
+        extra.update({k: v for k, v in (("platform", outcome.platform), ("manifest_digest", outcome.manifest_digest)) if v})
         if archive is not None:
             extra["archive_sha256"] = archive.sha256
         _assets.emit_images(context, getattr(hook, hook.conn_name_attr), outcome.to_xcom(), **extra)

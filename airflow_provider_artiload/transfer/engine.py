@@ -30,6 +30,8 @@ from airflow_provider_artiload.oci.layout import layer_position
 from airflow_provider_artiload.oci.reframe import Framing, reframe
 from airflow_provider_artiload.artifacts import LoadOutcome
 from airflow_provider_artiload.transfer.engine_lifecycle import EngineLifecycle
+from airflow_provider_artiload.oci.platform import Platform, of_engine, parse
+from airflow_provider_artiload.transfer.platforms import chosen_image, select, stream_target
 from airflow_provider_artiload.transfer.sources import SourceInfo
 from airflow_provider_artiload.transfer.plan import (
     LoadOptions,
@@ -46,12 +48,24 @@ from airflow_provider_artiload.transfer.plan import (
 class EngineTarget:
     """Loads into one Docker Engine through its API client."""
 
-    def __init__(self, client: EngineClient) -> None:
+    def __init__(self, client: EngineClient, *, platform: str | None = None) -> None:
+        """``platform``: what the engine's connection says it is (its ``platform`` extra); else it is asked."""
         self.client = client
+        self._platform = platform
+        self._detected: Platform | None = None
 
     @property
     def url(self) -> str:
         return self.client.url
+
+    @property
+    def platform(self) -> Platform | None:
+        """The engine's platform: its connection's ``platform`` extra, else ``/version`` and ``/info`` (once)."""
+        if self._platform:
+            return parse(self._platform, what=f"{self.url}: platform")
+        if self._detected is None:
+            self._detected = of_engine(self.client.version(), self.client.info())
+        return self._detected
 
     @property
     def lifecycle(self) -> EngineLifecycle:
@@ -62,12 +76,13 @@ class EngineTarget:
         """Ask the engine what it has, and decide."""
         try:
             store = store_of(self.client.info())
+            info = select(info, self.platform, options, where=self.url, store=store, log=log)  # its platform's image
             target_id = info.id_for(store)
             present = bool(target_id) and self.has_image(target_id)
             whole = present and self.whole(store, target_id, info.image.manifest_digest if info.image else None) is not False
             if options.skip_existing and present and whole and self._claimed(target_id, options, log):
                 log.info("%s already has %s: no layer bytes sent", self.url, target_id)
-                return Skip(self, store, target_id)
+                return Skip(self, store, target_id, info=info)
             if present and not whole:
                 log.warning("%s holds %s without all its content: sending it in full", self.url, target_id)
             have = layers_present(self.client, info.diff_ids) if info.diff_ids else 0
@@ -78,7 +93,7 @@ class EngineTarget:
             return Unreachable(self, exc)
         every = frozenset(range(len(info.diff_ids)))
         full = Send(self, store, have=have, add_manifest=store == "classic" and not info.has_legacy_manifest,
-                    unchecked=every if store == "containerd" else frozenset(range(have)))
+                    unchecked=every if store == "containerd" else frozenset(range(have)), info=info)
         names = info.layer_names
         thinnable = names is not None or info.placeable
         if not (thinnable and options.delta and have and provable and not (present and not whole)):
@@ -90,7 +105,7 @@ class EngineTarget:
         log.info("%s has %d of %d layers: sending the other %d", self.url, have, len(info.diff_ids), len(info.diff_ids) - have)
         thin_unchecked = every if store == "containerd" else frozenset()
         return Send(self, store, have=have, omit=omit, add_manifest=full.add_manifest, unchecked=thin_unchecked,
-                    fallback=full)
+                    fallback=full, info=info)
 
     def _claimed(self, image_id: str, options: LoadOptions, log: logging.Logger) -> bool:
         """With retention on, mark the image before skipping: a prune racing us cannot take it from then on."""
@@ -152,7 +167,9 @@ class EngineTarget:
             blobs=info.blobs,
             omit=send.omit,
             position=lambda name, index: layer_position(name, index, info.diff_ids),
-            platform=options.platform,
+            platform=info.platform if info.narrowed else options.platform,
+            single=info.narrowed,  # one platform of a multi-platform source: its manifest, not the index
+            target=stream_target(info, options, send.store),
             # a thin load into the containerd store is named only once it proved whole (conclude)
             named=not (send.omit and send.store == "containerd"),
         )
@@ -168,7 +185,7 @@ class EngineTarget:
 
     def conclude(self, send: Send, uploaded: object, streamed: Streamed, info: SourceInfo, options: LoadOptions,
                  log: logging.Logger) -> LoadOutcome | Refused | BaseException:
-        image = streamed.image
+        image = chosen_image(info, streamed, stream_target(info, options, send.store))
         target_id = image.id_for(send.store) if image else None
         if not isinstance(uploaded, BaseException) and target_id and self.has_image(target_id):
             assert image is not None and isinstance(uploaded, int)

@@ -18,9 +18,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from airflow_provider_artiload.artifacts import LoadOutcome
 from airflow_provider_artiload.exceptions import ArtiloadError
 from airflow_provider_artiload.oci.reference import parse_reference
+from airflow_provider_artiload.oci.archive import ArchiveIndex, Expect
+from airflow_provider_artiload.oci.digests import Check
 from airflow_provider_artiload.oci.verify import VerifiedArchive, expect_layers
 from airflow_provider_artiload.progress import Progress
 from airflow_provider_artiload.transfer.fanout import Fanout
+from airflow_provider_artiload.transfer.platforms import chosen_image, described, stream_target
 from airflow_provider_artiload.transfer.sources import Source, SourceInfo
 from airflow_provider_artiload.transfer.plan import (
     LoadOptions,
@@ -66,12 +69,24 @@ def load(source: Source, targets: Sequence[LoadTarget], options: LoadOptions, lo
 
 
 def _skipped(plan: Skip, info: SourceInfo, options: LoadOptions, log: logging.Logger) -> LoadOutcome | BaseException:
+    info = plan.info or info  # the target's platform's image
     layers = (len(info.diff_ids), len(info.diff_ids))
     try:
-        return tagged_outcome(plan.target, plan.image_id, "skipped", options, log, sent=0, seconds=0.0, layers=layers,
-                              archive_tags=[])
+        outcome = tagged_outcome(plan.target, plan.image_id, "skipped", options, log, sent=0, seconds=0.0,
+                                 layers=layers, archive_tags=[])
     except ArtiloadError as exc:
         return exc
+    return _reported(described(outcome, info, info.image), log)
+
+
+def _reported(outcome: LoadOutcome, log: logging.Logger) -> LoadOutcome:
+    """One line per target, naming its platform."""
+    theirs = f" (the target is {outcome.target_platform})" if outcome.target_platform and outcome.platform and \
+        outcome.target_platform != outcome.platform else ""
+    log.info("%s: %s image %s, platform %s%s: %s, %d bytes sent", outcome.engine, "loaded" if outcome.mode != "skipped"
+             else "has", outcome.manifest_digest or outcome.image_id, outcome.platform or "unknown", theirs, outcome.mode,
+             outcome.bytes_sent)
+    return outcome
 
 
 def _gather(info: SourceInfo, targets: Sequence[LoadTarget], plans: list[Plan], outcomes: dict,
@@ -94,28 +109,47 @@ def _stream(source: Source, info: SourceInfo, sends: list[Send], options: LoadOp
             log: logging.Logger) -> list[LoadOutcome | Refused | BaseException]:
     """One read of the source, checked once, fanned out to every send in the batch."""
     omit_everywhere = frozenset.intersection(*(s.omit for s in sends)) if all(s.omit for s in sends) else frozenset()
-    unchecked = frozenset().union(*(s.unchecked for s in sends))
+    views = [send.info or info for send in sends]  # each target's platform's image (transfer/platforms.py)
     started = time.monotonic()
     with source.open(omit_everywhere) as chunks:
         archive = VerifiedArchive(
             chunks,
             where=info.label,
             expected_sha256=None if omit_everywhere else info.sha256,
-            expect=expect_layers(info.image, info.diff_ids, unchecked),
+            expect=_expect([expect_layers(v.image, v.diff_ids, s.unchecked) for s, v in zip(sends, views)]),
             expected_ids=info.expected_ids,
             omitted=frozenset(n for n in omit_everywhere if not n.startswith("#")),
             platform=options.platform,
             plain=True,  # targets get the plain tar: the source's outer compression is removed before any check
+            platforms=sorted({v.platform for v in views if v.narrowed and v.platform}),
         )
         progress = Progress(log, f"Loading {info.label} into {', '.join(s.target.url for s in sends)}", total=info.size)
         uploads = [
-            (lambda chunks, send=send: send.target.upload(send, chunks, info, options, log)) for send in sends
+            (lambda chunks, send=send, view=view: send.target.upload(send, chunks, view, options, log))
+            for send, view in zip(sends, views)
         ]
         results = Fanout(_counted(archive, progress)).run(uploads)
-    streamed = Streamed(archive.image, time.monotonic() - started)
-    outcomes = [send.target.conclude(send, result, streamed, info, options, log) for send, result in zip(sends, results)]
+    streamed = Streamed(archive.image, time.monotonic() - started, index=archive.index)
+    outcomes = [send.target.conclude(send, result, streamed, view, options, log)
+                for send, result, view in zip(sends, results, views)]
     progress.finish()
-    return outcomes
+    return [
+        _reported(described(o, v, chosen_image(v, streamed, stream_target(v, options, s.store))), log)
+        if isinstance(o, LoadOutcome) else o
+        for o, v, s in zip(outcomes, views, sends)
+    ]
+
+
+def _expect(expects: list[Expect | None]) -> Expect | None:
+    """What a passing member must hash to for any target of the batch (each names its own platform's layers)."""
+    expects = [e for e in expects if e is not None]
+    if len(expects) < 2:
+        return expects[0] if expects else None
+
+    def expect(name: str, index: ArchiveIndex) -> Check | None:
+        return next((c for c in (e(name, index) for e in expects) if c is not None), None)
+
+    return expect
 
 
 def _counted(chunks: Iterable[bytes], progress: Progress) -> Iterator[bytes]:

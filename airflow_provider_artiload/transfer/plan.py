@@ -46,8 +46,9 @@ class LoadOptions:
     skip_existing: bool = True
     delta: bool = True
     max_parallel: int = 4
-    platform: str | None = None
+    platform: str | None = None  # forces one platform on every target; unset: each target takes its own
     mark: bool = False  # give the loaded version a marker per repository: retention's candidate (transfer/retention.py)
+    all_platforms: bool = False  # containerd stores and nodes: every platform's blobs, the index kept (transfer/platforms.py)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class Skip:
     target: LoadTarget
     store: Store
     image_id: str
+    # the source as this target sees it (its platform's image: transfer/platforms.py); None: as is
+    info: Any = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class Send:
     # layer positions in the stream this target records without checking them itself: checked on our side
     unchecked: frozenset[int] = field(default_factory=frozenset)
     fallback: Send | None = None  # what to do if the target refuses this thin archive: send everything
+    # the source as this target sees it (its platform's image: transfer/platforms.py); None: as is
+    info: Any = field(default=None, compare=False)
 
     @property
     def mode(self) -> str:
@@ -96,6 +101,7 @@ class Streamed:
 
     image: Image | None
     seconds: float
+    index: Any = None  # the checked archive's scan: a target picks its platform's image from it
 
 
 class LoadTarget(Protocol):

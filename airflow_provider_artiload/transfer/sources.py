@@ -16,7 +16,7 @@ import contextlib
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import ContextManager, Protocol
+from typing import Any, ContextManager, Protocol
 
 from airflow_provider_artiload.artifacts import DockerArchive
 from airflow_provider_artiload.oci.layout import ArchiveLayout, read_layout
@@ -24,6 +24,7 @@ from airflow_provider_artiload.exceptions import ArchiveError
 from airflow_provider_artiload.oci.image import Image, Store
 from airflow_provider_artiload.storage import Target, exists, is_local_file, read_chunks
 from airflow_provider_artiload.oci.digests import SNIFF, outer_compression
+from airflow_provider_artiload.oci.manifests import listed
 from airflow_provider_artiload.oci.reframe import named_blobs
 
 
@@ -40,6 +41,12 @@ class SourceInfo:
     has_legacy_manifest: bool = True  # False: an OCI layout a classic-store engine cannot load as is
     placeable: bool = True  # can a stream's layers be placed at their headers (legacy or uncompressed blobs)?
     blobs: frozenset[str] | None = None  # the members the image names, when indexed: all a target is sent (oci.reframe)
+    # per-target platforms (transfer/platforms.py): what the source lists, and what one target was given
+    index: Any = field(default=None, repr=False, compare=False)  # an indexed file's scan, to pick another platform's image
+    images: tuple[Any, ...] = ()  # oci.manifests.Listed per image, when known up front
+    platform: str | None = None  # the platform of the image chosen for a target
+    target_platform: str | None = None  # that target's own platform, where known
+    narrowed: bool = False  # one platform's image of a multi-platform source: its manifest, not the index
 
     @property
     def layer_names(self) -> list[str] | None:
@@ -98,6 +105,8 @@ class FileSource:
             compressed=compressed,
             has_legacy_manifest=layout.has_legacy_manifest if layout else (artifact is None or artifact.format != "oci-layout"),
             blobs=named_blobs(layout.index, layout.image) if layout and layout.index else None,
+            index=layout.index if layout else None,
+            images=tuple(listed(layout.index)) if layout and layout.index else (),
         )
 
     def _missing(self) -> str:

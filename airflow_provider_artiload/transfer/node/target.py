@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from collections.abc import Iterable
 
 from airflow_provider_artiload.artifacts import LoadOutcome
@@ -29,6 +30,11 @@ from airflow_provider_artiload.exceptions import ArchiveError, ArtiloadError, Im
 from airflow_provider_artiload.oci.image import Image
 from airflow_provider_artiload.transfer.plan import LoadOptions, Send, Skip, Streamed, Unreachable
 from airflow_provider_artiload.transfer.sources import SourceInfo
+from airflow_provider_artiload.oci.platform import Platform
+from airflow_provider_artiload.oci.platform import normalize as normalize_platform
+from airflow_provider_artiload.oci.platform import parse as parse_platform
+from airflow_provider_artiload.oci.reframe import chosen_platform
+from airflow_provider_artiload.transfer.platforms import select, stream_target
 
 STORE = "containerd"
 DEFAULT_PLATFORM = "linux/amd64"
@@ -43,6 +49,21 @@ class NodeTarget:
         self.snapshotter = snapshotter
         self.platform = platform
         self.pin = pin  # in k8s.io: io.cri-containerd.pinned on every record artiload creates (node/lifecycle.py)
+        self._detected: Platform | None = None
+
+    @property
+    def own_platform(self) -> Platform | None:
+        """The node's platform: its connection's ``platform`` extra, else what containerd's plugins serve (once)."""
+        if self.platform:
+            return parse_platform(self.platform, what=f"{self.url}: platform")
+        if self._detected is None:
+            try:
+                stated = self.client.introspection.platform()
+            except ArtiloadError as exc:  # the load goes on; a multi-platform source then gets its first image
+                logging.getLogger(__name__).warning("%s: cannot tell the node's platform: %s", self.url, exc)
+                stated = None
+            self._detected = normalize_platform(*stated) if stated else None
+        return self._detected
 
     @property
     def url(self) -> str:
@@ -63,10 +84,11 @@ class NodeTarget:
     def plan(self, info: SourceInfo, options: LoadOptions, log: logging.Logger) -> Skip | Send | Unreachable:
         """Skip if a record already targets the image's containerd ID; else Send, counting the layer blobs present."""
         try:
+            info = select(info, self.own_platform, options, where=self.url, store=STORE, log=log)  # its platform's image
             target = info.id_for(STORE) or (info.image.id_for(STORE) if info.image else None)
             if options.skip_existing and target and self.has_image(target) and self._claimed(target, options, log):
                 log.info("%s already has %s: no bytes sent", self.url, target)
-                return Skip(self, STORE, target)
+                return Skip(self, STORE, target, info=info)
             have = 0
             if info.image is not None:
                 have = sum(1 for layer in info.image.layers if self.client.content.info(layer.digest) is not None)
@@ -74,7 +96,7 @@ class NodeTarget:
                     log.info("%s has %d of %d layer blobs: sending the others", self.url, have, len(info.image.layers))
         except ArtiloadError as exc:
             return Unreachable(self, exc)
-        return Send(self, STORE, have=have)  # it checks every blob it writes: nothing unchecked
+        return Send(self, STORE, have=have, info=info)  # it checks every blob it writes: nothing unchecked
 
     def _claimed(self, image_id: str, options: LoadOptions, log: logging.Logger) -> bool:
         """With retention on, mark the image before skipping: a prune racing us cannot take it from then on."""
@@ -125,7 +147,7 @@ class NodeTarget:
             except BaseException as exc:
                 receiver.abandon(resumable=not isinstance(exc, ArchiveError))  # a bad archive's partial write goes
                 raise
-            image = self._choose(index, options)
+            image = self._choose(index, options, info)
             if info.expected_ids and not image.ids() & info.expected_ids:
                 raise ArchiveError(f"{info.label} holds image {image.id_for(STORE)}, not {', '.join(sorted(info.expected_ids))}")
             names += [n for n in (normalize(t) for t in image.repo_tags) if n not in names]
@@ -150,12 +172,20 @@ class NodeTarget:
             archive_tags=list(image.repo_tags),
         )
 
-    def _choose(self, index: ArchiveIndex, options: LoadOptions) -> Image:
-        """The platform asked for; else the node's (default linux/amd64), or the archive's only image."""
+    def _choose(self, index: ArchiveIndex, options: LoadOptions, info: SourceInfo) -> Image:
+        """The image this node takes (transfer/platforms.py): its platform's, narrowed to that manifest; with
+        ``all_platforms``, the index, unpacked for the node's platform (default linux/amd64); else the archive's only one."""
+        if info.narrowed and info.platform:
+            return replace(index.image(info.platform), index_digest=None)
+        target = stream_target(info, options, STORE)
+        platform = chosen_platform(index, target) if target else None
+        if platform is not None:
+            return replace(index.image(platform), index_digest=None)
         if options.platform:
             return index.image(options.platform)
+        own = str(self.own_platform) if self.own_platform else None
         try:
-            return index.image(self.platform or DEFAULT_PLATFORM)
+            return index.image(own or DEFAULT_PLATFORM)
         except ArchiveError:
             if self.platform:
                 raise

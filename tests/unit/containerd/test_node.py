@@ -62,6 +62,7 @@ class FakeClient:
     def __init__(self, records=(), blobs=(), broken=False):
         self.images = FakeImages(records, broken)
         self.content = FakeContent(blobs)
+        self.introspection = SimpleNamespace(platform=lambda: ("linux", "amd64", ""))  # what containerd's plugins serve
 
     @property
     def set_calls(self):
