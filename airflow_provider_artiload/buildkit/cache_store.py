@@ -28,7 +28,7 @@ Why concurrent writers (two workers exporting to one location) are safe:
   still a root for the clean-up during the grace period, so nothing a
   running build may still read is deleted.
 
-The clean-up (:func:`clean`) deletes a blob only when no root references it
+The clean-up (:func:`~.cache_cleanup.clean`) deletes a blob only when no root references it
 (``index.json`` and every export record younger than the grace period) *and*
 it was last written or reused longer ago than the grace period.
 """
@@ -50,6 +50,7 @@ from typing import Any
 
 from airflow_provider_artiload import storage
 from airflow_provider_artiload.exceptions import ArtiloadError, DigestMismatch
+from airflow_provider_artiload.oci.digests import require_digest, require_size
 from airflow_provider_artiload.storage import RemotePath, Target
 from airflow_provider_artiload.storage import remote as _remote
 
@@ -58,8 +59,8 @@ OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 REF_NAME = "org.opencontainers.image.ref.name"
 CREATED = "org.opencontainers.image.created"
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
-_DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
-_HEX = re.compile(r"^[0-9a-f]{64}$")
+DIGEST_PATTERN = re.compile(r"^sha256:([0-9a-f]{64})$")
+HEX_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 INDEX_RETRIES = 4
 MAX_JSON = 16 << 20  # manifests and indexes we parse; blobs beyond this are layers
 KEPT_HANDLES = 8
@@ -70,7 +71,7 @@ class CacheStoreError(ArtiloadError):
 
 
 def hex_of(digest: str) -> str:
-    match = _DIGEST.match(digest or "")
+    match = DIGEST_PATTERN.match(digest or "")
     if not match:
         raise CacheStoreError(f"not a sha256 digest: {digest!r}")
     return match.group(1)
@@ -208,7 +209,7 @@ class LayoutStore:
             out.write(data)
             out.commit()
 
-    def _read_small(self, relative: str) -> bytes | None:
+    def read_small(self, relative: str) -> bytes | None:
         target = self.at(relative)
         try:
             if isinstance(target, RemotePath):
@@ -225,7 +226,7 @@ class LayoutStore:
 
     # ---- the index
     def read_index(self) -> dict[str, Any]:
-        data = self._read_small(INDEX)
+        data = self.read_small(INDEX)
         if data is None:
             return {"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": []}
         try:
@@ -259,7 +260,7 @@ class LayoutStore:
             raise CacheStoreError(f"cache {self.label}: the exported manifest {descriptor['digest']} is missing")
         name = f"artiload/exports/{created.replace(':', '')}-{secrets.token_hex(4)}.json"
         self._write_small(name, json.dumps({"descriptor": entry, "tag": tag}, sort_keys=True).encode())
-        if self._read_small("oci-layout") is None:
+        if self.read_small("oci-layout") is None:
             self._write_small("oci-layout", OCI_LAYOUT)
         for _ in range(INDEX_RETRIES):
             index = self.read_index()
@@ -327,13 +328,16 @@ class Ingest:
     def commit(self, total: int, expected: str | None) -> str:
         """Verify size and digest, then publish; returns the digest. Raises DigestMismatch on bad bytes."""
         actual = self.digest
-        if total and total != self.offset:
-            self.abort()
-            raise DigestMismatch(f"cache {self.store.label}: blob {expected or actual}: got {self.offset} bytes, expected {total}")
+        where = f"cache {self.store.label}"
         wanted = expected or self.expected
-        if wanted and wanted != actual:
+        try:
+            if total:
+                require_size(self.offset, total, what=f"blob {wanted or actual}", claim="BuildKit announced", where=where)
+            if wanted:
+                require_digest(actual, wanted, what="blob", claim="BuildKit named it", where=where)
+        except DigestMismatch:
             self.abort()
-            raise DigestMismatch(f"cache {self.store.label}: blob bytes hash to {actual}, expected {wanted}")
+            raise
         if self.store.size(actual) is not None:  # a concurrent writer published the same bytes first
             self.abort()
         elif self._file is not None:
@@ -362,85 +366,6 @@ class Ingest:
             self._spool.close()
 
 
-@dataclass
-class CleanupReport:
-    removed_blobs: list[str] = field(default_factory=list)
-    bytes_freed: int = 0
-    kept_blobs: int = 0
-    removed_records: list[str] = field(default_factory=list)
-    roots: list[str] = field(default_factory=list)
-
-
-def clean(store: LayoutStore, *, grace_seconds: float, now: float | None = None) -> CleanupReport:
-    """Delete blobs no root references that were last written or reused more than ``grace_seconds`` ago.
-
-    Roots: every manifest in ``index.json`` and every export record younger
-    than the grace period. Export records older than the grace period are
-    removed (the index still names the latest export).
-    """
-    now = time.time() if now is None else now
-    cutoff = now - grace_seconds
-    report = CleanupReport()
-    roots = [d["digest"] for d in store.read_index()["manifests"] if _DIGEST.match(d.get("digest", ""))]
-    for name, mtime in store.listing("artiload/exports"):
-        data = store._read_small(f"artiload/exports/{name}")
-        if data is None:
-            continue
-        if mtime < cutoff:
-            store.remove(f"artiload/exports/{name}")
-            report.removed_records.append(name)
-            continue
-        try:
-            roots.append(json.loads(data)["descriptor"]["digest"])
-        except (ValueError, KeyError, TypeError):
-            continue
-    report.roots = sorted(set(roots))
-    reachable = _reachable(store, report.roots)
-    used = dict(store.listing("artiload/used")) if store.remote else {}
-    for name, mtime in store.listing("blobs/sha256"):
-        if not _HEX.match(name):
-            continue  # a writer's temp file: its own code removes it
-        if f"sha256:{name}" in reachable or max(mtime, used.get(name, 0.0)) >= cutoff:
-            report.kept_blobs += 1
-            continue
-        size = store.size(f"sha256:{name}") or 0
-        store.remove(f"blobs/sha256/{name}")
-        if name in used:
-            store.remove(f"artiload/used/{name}")
-        report.removed_blobs.append(f"sha256:{name}")
-        report.bytes_freed += size
-    return report
-
-
-def _reachable(store: LayoutStore, roots: list[str]) -> set[str]:
-    """Every digest the roots reference, through indexes and manifests (cache configs name no new blobs)."""
-    seen: set[str] = set()
-    todo = list(roots)
-    while todo:
-        digest = todo.pop()
-        if digest in seen or not _DIGEST.match(digest):
-            continue
-        seen.add(digest)
-        size = store.size(digest)
-        if size is None or size > MAX_JSON:
-            continue
-        try:
-            with store.open_blob(digest) as handle:
-                document = json.loads(handle.read(MAX_JSON + 1))
-        except (ValueError, UnicodeDecodeError, CacheStoreError):
-            continue  # a layer, not JSON
-        if not isinstance(document, dict):
-            continue
-        for key in ("manifests", "layers", "blobs"):
-            for desc in document.get(key) or []:
-                if isinstance(desc, dict) and isinstance(desc.get("digest"), str):
-                    todo.append(desc["digest"])
-        config = document.get("config")
-        if isinstance(config, dict) and isinstance(config.get("digest"), str):
-            todo.append(config["digest"])
-    return seen
-
-
 def _tagged(index: dict[str, Any], tag: str) -> dict[str, Any] | None:
     for desc in index.get("manifests", []):
         if isinstance(desc, dict) and (desc.get("annotations") or {}).get(REF_NAME) == tag:
@@ -457,4 +382,4 @@ def _missing(exc: Exception) -> bool:
     return isinstance(exc, FileNotFoundError) or "no such file" in text or "not found" in text or "nosuchkey" in text
 
 
-__all__ = ["CacheStoreError", "CleanupReport", "Ingest", "LayoutStore", "clean"]
+__all__ = ["CacheStoreError", "Ingest", "LayoutStore"]

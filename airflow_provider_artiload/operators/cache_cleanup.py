@@ -7,7 +7,8 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from airflow_provider_artiload.buildkit.cache_store import CacheStoreError, clean
+from airflow_provider_artiload.buildkit.cache_cleanup import clean
+from airflow_provider_artiload.buildkit.cache_store import CacheStoreError
 from airflow_provider_artiload.exceptions import BuildError
 from airflow_provider_artiload.hooks.cache import open_store
 

@@ -13,7 +13,8 @@ import grpc
 import pytest
 
 from airflow_provider_artiload.buildkit.cache import FROM, TO, CachePlan, check_engine_exports, parse_cache
-from airflow_provider_artiload.buildkit.cache_store import INDEX, LayoutStore, clean
+from airflow_provider_artiload.buildkit.cache_cleanup import clean
+from airflow_provider_artiload.buildkit.cache_store import INDEX, LayoutStore
 from airflow_provider_artiload.buildkit.session.content import STORE_HEADER, ContentStores
 from airflow_provider_artiload.containerd._proto import content_pb2, content_pb2_grpc
 from airflow_provider_artiload.exceptions import BuildError, DigestMismatch
@@ -126,7 +127,7 @@ def test_blobs_are_verified_before_they_appear(tmp_path):
     store = LayoutStore(str(tmp_path / "c"))
     ingest = store.ingest(digest(b"right"))
     ingest.write(b"wrong")
-    with pytest.raises(DigestMismatch, match="hash to"):
+    with pytest.raises(DigestMismatch, match="but BuildKit named it"):
         ingest.commit(5, digest(b"right"))
     assert store.size(digest(b"right")) is None and store.size(digest(b"wrong")) is None
     assert os.listdir(tmp_path / "c" / "blobs" / "sha256") == []  # no temp file left behind
@@ -249,7 +250,7 @@ def test_content_service_refuses_bytes_that_do_not_match(content):
     stub, store, service = content
     with pytest.raises(grpc.RpcError) as err:
         _write(stub, b"tampered", digest(b"original"))
-    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "hash to" in err.value.details()
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "but BuildKit named it" in err.value.details()
     assert store.size(digest(b"original")) is None and service.errors
 
 
