@@ -19,7 +19,8 @@ from typing import Any
 from airflow_provider_artiload.exceptions import ArchiveError, ArtiloadError
 from airflow_provider_artiload.oci.archive import ArchiveIndex
 from airflow_provider_artiload.oci.image import INDEXES, blob_path
-from airflow_provider_artiload.oci.metadata import ATTESTATION, load_json, member, platform_of
+from airflow_provider_artiload.oci.gojson import load_json, member
+from airflow_provider_artiload.oci.metadata import ATTESTATION, platform_of
 from airflow_provider_artiload.oci.platform import Platform, best, described, of_descriptor, parse
 
 MAX_DEPTH = 4

@@ -63,7 +63,7 @@ from airflow_provider_artiload.exceptions import ArchiveError, ArtiloadError
 from airflow_provider_artiload.oci.archive import JSON_MEMBER_LIMIT, ArchiveIndex, ArchiveScanner, Member
 from airflow_provider_artiload.oci.image import INDEXES, MANIFESTS, OCI_INDEX, OCI_MANIFEST, Image, blob_path, is_digest
 from airflow_provider_artiload.oci.manifests import choose, listed, platforms_of
-from airflow_provider_artiload.oci.metadata import load_json
+from airflow_provider_artiload.oci.gojson import load_json
 from airflow_provider_artiload.oci.platform import parse as parse_platform
 from airflow_provider_artiload.oci.reference import normalize, parse
 from airflow_provider_artiload.oci.tar import END, directory_header, member_header, padding

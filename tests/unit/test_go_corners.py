@@ -18,7 +18,7 @@ import zstandard
 from airflow_provider_artiload.exceptions import ArchiveError
 from airflow_provider_artiload.oci.archive import EXTENDED_RUN_LIMIT
 from airflow_provider_artiload.oci.digests import Inflater, outer_compression
-from airflow_provider_artiload.oci.metadata import load_json
+from airflow_provider_artiload.oci.gojson import load_json
 from tests.unit.archives import docker_archive, layer_tar, oci_archive, scan
 from tests.unit.test_tar_go import END, header, member, pax, rec
 
@@ -250,7 +250,7 @@ def _replace_member(archive: bytes, name: str, data: bytes) -> bytes:
     ],
 )
 def test_a_field_go_cannot_decode_into_its_struct_is_refused(raw, struct_name, message):
-    from airflow_provider_artiload.oci.metadata import CONFIG_STRUCT, INDEX_STRUCT, MANIFEST_ITEM
+    from airflow_provider_artiload.oci.gojson import CONFIG_STRUCT, INDEX_STRUCT, MANIFEST_ITEM
 
     struct = {"items": [MANIFEST_ITEM], "config": CONFIG_STRUCT, "index": INDEX_STRUCT}[struct_name]
     shape = list if struct_name == "items" else dict

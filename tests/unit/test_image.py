@@ -10,7 +10,7 @@ import pytest
 from airflow_provider_artiload.oci.archive import Check
 from airflow_provider_artiload.exceptions import ArchiveError, DigestMismatch
 from airflow_provider_artiload.oci.image import Image, Layer, chain_ids, digest_of, store_of
-from airflow_provider_artiload.oci.metadata import load_json
+from airflow_provider_artiload.oci.gojson import load_json
 from tests.unit.archives import docker_archive, layer_tar, oci_archive, scan
 
 
