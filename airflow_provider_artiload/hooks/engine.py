@@ -99,9 +99,10 @@ class DockerEngineHook(ConnectionBacked, BaseHook):
         """``image`` streamed out of this engine (for copies)."""
         return EngineSource(self.client, image)
 
-    def save_image(self, image: str, path: str | Any) -> DockerArchive:
-        """Stream ``image`` into a docker-archive at ``path`` (local or an object-storage URI); complete or absent."""
-        artifact = transfer.save_image(self.client, image, as_target(path), self.log)
+    def save_image(self, image: str, path: str | Any, platforms: Sequence[str] = ()) -> DockerArchive:
+        """Stream ``image`` into a docker-archive at ``path`` (local or an object-storage URI); complete or absent.
+        ``platforms``: only those of a multi-platform image (API 1.48+); none: what the engine saves."""
+        artifact = transfer.save_image(self.client, image, as_target(path), self.log, platforms)
         return dataclasses.replace(artifact, hostname=get_hostname())
 
     def load_archive(

@@ -94,7 +94,15 @@ def image_from_archive(meta: Metadata, *, platform: str | None = None) -> Image:
         image = _from_index(meta, platform)
         if "manifest.json" in meta.members:
             legacy = _from_legacy(meta)
-            _check_same_image(image, legacy)
+            if legacy.config_digest != image.config_digest and legacy.platform:
+                # Docker 25+ saves a multi-platform image with a manifest.json naming one platform's image (the
+                # engine's), not always the index's first: that one must be the index's image of its platform, and
+                # is the archive's image unless another platform is asked for
+                named = _from_index(meta, legacy.platform)
+                _check_same_image(named, legacy)
+                image = named if platform is None else image
+            else:
+                _check_same_image(image, legacy)
             image = replace(image, repo_tags=legacy.repo_tags, format="oci-archive")
         return image
     if "manifest.json" in meta.members:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from airflow_provider_artiload.artifacts import DockerArchive
 from airflow_provider_artiload.engine.client import EngineClient
-from airflow_provider_artiload.exceptions import ArchiveError
+from airflow_provider_artiload.exceptions import ArchiveError, EngineError
+from airflow_provider_artiload.oci.platform import Platform, best, of_descriptor
+from airflow_provider_artiload.oci.platform import parse as parse_platform
 from airflow_provider_artiload.oci.reference import is_image_id
 from airflow_provider_artiload.oci.verify import VerifiedArchive, check_layers, every_member
 from airflow_provider_artiload.progress import Progress
@@ -62,19 +64,65 @@ def archive_sink(path: Destination, label: str, log: logging.Logger, *, size: in
     progress.finish()
 
 
-def save_image(client: EngineClient, image: str, path: Destination, log: logging.Logger) -> DockerArchive:
+def save_image(client: EngineClient, image: str, path: Destination, log: logging.Logger,
+               platforms: Sequence[str] = ()) -> DockerArchive:
     """Stream ``image`` from an engine into an archive at ``path``; complete or absent.
 
     A ``path`` ending in ``/`` is a directory: the file is named after the
     image ID there (content-addressed). A complete archive of the same image
     already at the path is verified, layers included, and reused, not
-    rewritten (retries, backfills).
+    rewritten (retries, backfills). ``platforms``: only those images of a
+    multi-platform image (the Engine API's ``platform`` parameter, API 1.48+),
+    each checked complete in the archive; none: what the engine saves.
     """
     inspect = client.inspect_image(image)
     image_id = inspect["Id"]
     name = image_id if is_image_id(image) or image_id.startswith(image) else image
     source = f"{image} from {client.url}"
+    wanted = [parse_platform(p, what="platforms") for p in platforms]
+    if wanted:
+        return _save_platforms(client, name, image_id, inspect.get("Size"), source, path, log, wanted)
     return _save(lambda: client.export_image(name), image_id, inspect.get("Size"), source, path, log)
+
+
+def _save_platforms(client: EngineClient, name: str, image_id: str, size: int | None, source: str, path: Destination,
+                    log: logging.Logger, wanted: list[Platform]) -> DockerArchive:
+    """Some platforms of a multi-platform image: one through the ``platform`` parameter (its manifest is then the
+    image saved); several only when they are all the image holds, since the Engine API takes one ``platform``."""
+    version = str(client.version().get("ApiVersion") or "0")
+    held = _platform_manifests(client, image_id) if tuple(int(x) for x in version.split(".") if x.isdigit()) >= (1, 48) else None
+    if held is None:
+        raise EngineError(f"{client.url} (API {version}) cannot choose platforms when saving (API 1.48+, Docker 28 with "
+                          "the containerd image store); omit platforms to save what it holds")
+    have = ", ".join(str(p) for p in held) or "none"
+    if str(path).endswith("/"):
+        path = child(path, f"{image_id.split(':', 1)[-1]}-{'-'.join(str(p).replace('/', '_') for p in wanted)}.tar")
+    if len(wanted) == 1:
+        position = best(wanted[0], list(held))
+        if position is None:
+            raise EngineError(f"{source}: the image has no {wanted[0]} image (it has {have})")
+        platform, manifest = list(held.items())[position]
+        query = [{k: v for k, v in (("os", platform.os), ("architecture", platform.architecture),
+                                    ("variant", platform.variant)) if v}]
+        return _save(lambda: client.export_image(name, platforms=query), manifest, size, f"{source} ({platform})", path, log)
+    if set(wanted) != set(held):
+        raise EngineError(f"{source}: the Engine API saves one platform of an image or all of them ({have}), not "
+                          f"{', '.join(str(p) for p in wanted)}: save each platform on its own, or all")
+    return _save(lambda: client.export_image(name), image_id, size, source, path, log, platforms=[str(p) for p in wanted])
+
+
+def _platform_manifests(client: EngineClient, image_id: str) -> dict[Platform, str]:
+    """The platform images a containerd-store engine holds of ``image_id`` (``manifests=1``): platform -> manifest."""
+    held: dict[Platform, str] = {}
+    for manifest in client.image_manifests(image_id) or []:
+        if not isinstance(manifest, dict) or manifest.get("Kind") != "image" or not manifest.get("Available", True):
+            continue
+        data = manifest.get("ImageData") if isinstance(manifest.get("ImageData"), dict) else {}
+        descriptor = manifest.get("Descriptor") if isinstance(manifest.get("Descriptor"), dict) else {}
+        platform = of_descriptor(data.get("Platform")) or of_descriptor(descriptor.get("platform"))
+        if platform is not None and isinstance(manifest.get("ID"), str):
+            held.setdefault(platform, manifest["ID"])
+    return held
 
 
 def save_source(source: Source, path: Destination, log: logging.Logger) -> DockerArchive:
@@ -85,13 +133,14 @@ def save_source(source: Source, path: Destination, log: logging.Logger) -> Docke
 
 
 def _save(open_stream: Callable[[], Any], image_id: str, size: int | None, label: str, path: Destination,
-          log: logging.Logger) -> DockerArchive:
+          log: logging.Logger, platforms: Sequence[str] = ()) -> DockerArchive:
     if str(path).endswith("/"):
         path = child(path, image_id.split(":", 1)[-1] + ".tar")
     if exists(path) and (reused := _verify_existing(path, image_id, log)):
         return reused
     with archive_sink(path, f"Saving {label}", log, size=size) as sink, open_stream() as chunks:
-        archive = VerifiedArchive(chunks, where=f"archive of {label}", expected_ids={image_id})
+        # with platforms: each one's image must be whole in the archive (an engine that ignored some fails here)
+        archive = VerifiedArchive(chunks, where=f"archive of {label}", expected_ids={image_id}, platforms=platforms)
         # receiving (and checking) in one thread, hashing and writing in this one: they overlap
         [result] = Fanout(archive).run([sink.write_all])
         if isinstance(result, BaseException):

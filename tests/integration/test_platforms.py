@@ -188,3 +188,32 @@ def test_a_platform_the_builder_cannot_emulate_gets_a_clear_error(monkeypatch, b
     message = str(info.value)
     assert "linux/s390x" in message and "QEMU" in message and "binfmt_misc" in message
     assert not (tmp_path / "x.tar").exists()
+
+
+# ---------------------------------------------------------------- 5. saving several platforms
+
+
+@pytest.mark.parametrize("platforms", [["linux/amd64", "linux/arm64"], ["linux/arm64"]], ids=["both", "arm64"])
+def test_save_several_platforms_from_a_containerd_store_engine(monkeypatch, builder, arm64_busybox, amd64_busybox, tmp_path,
+                                                               platforms):
+    from airflow_provider_artiload.operators import SaveImageOperator
+
+    stamp = secrets.token_hex(4)
+    context = make_context(tmp_path / "ctx", stamp, arm64_busybox, amd64_busybox)
+    BuildArtifactOperator(task_id="build", context=str(context), export="image", image=f"mp/save:{stamp}", platforms=PLATFORMS,
+                          buildkit_conn_id=buildkit_conn(monkeypatch, builder)).execute({})
+    monkeypatch.setenv("AIRFLOW_CONN_MP_SAVE", json.dumps({"conn_type": "docker_engine", "host": builder.unix_url}))
+    artifact = SaveImageOperator(task_id="save", image=f"mp/save:{stamp}", path=str(tmp_path) + "/", engine_conn_id="mp_save",
+                                 platforms=platforms).execute({})
+    listed = {p["platform"]: p["manifest_digest"] for p in artifact["platforms"]}
+    with tarfile.open(artifact["path"]) as tar:
+        held = {m.name for m in tar.getmembers()}
+    for platform in PLATFORMS:
+        digest = listed.get(platform)
+        whole = digest is not None and f"blobs/sha256/{digest.split(':')[1]}" in held
+        if platform in platforms:
+            assert whole, (platform, artifact["platforms"])
+            files = archive_files(artifact["path"], digest, "arch", "stamp")
+            assert files == {"arch": f"{MACHINE[platform]}\n".encode(), "stamp": f"{stamp}\n".encode()}
+        else:
+            assert not whole, f"{platform} was not asked for but is in the archive"

@@ -25,7 +25,8 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
 
-def multi_platform(platforms: list[str], size: int = 20000, tag: str = "docker.io/mp/app:1") -> tuple[bytes, dict]:
+def multi_platform(platforms: list[str], size: int = 20000, tag: str = "docker.io/mp/app:1",
+                   legacy: bool = False) -> tuple[bytes, dict]:
     """An OCI layout (as BuildKit's oci exporter writes it) with a manifest per platform, each with its OWN layer
     of ``size`` bytes, and an attestation manifest, behind one nested index."""
     blobs: dict[str, bytes] = {}
@@ -59,10 +60,15 @@ def multi_platform(platforms: list[str], size: int = 20000, tag: str = "docker.i
     found["index"] = put(nested)
     top = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
         {"mediaType": OCI_INDEX, "digest": found["index"], "size": len(nested), "annotations": {"io.containerd.image.name": tag}}]}
+    members = [*((f"blobs/sha256/{d[7:]}", b) for d, b in sorted(blobs.items())),
+               ("index.json", json.dumps(top).encode()), ("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')]
+    if legacy:  # as Docker 25+ saves a multi-platform image: manifest.json names the first platform's image only
+        first = found[platforms[0]]
+        members.append(("manifest.json", json.dumps([{"Config": f"blobs/sha256/{first['config'][7:]}", "RepoTags": ["mp/app:1"],
+                                                      "Layers": [f"blobs/sha256/{first['layer'][7:]}"]}]).encode()))
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in [*((f"blobs/sha256/{d[7:]}", b) for d, b in sorted(blobs.items())),
-                           ("index.json", json.dumps(top).encode()), ("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')]:
+        for name, data in members:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -178,3 +184,15 @@ def test_planning_a_lacking_platform_is_unreachable_before_any_byte(tmp_path):
     assert isinstance(plan, Unreachable) and isinstance(plan.error, PlatformMismatch)
     plan = engine_target(FakeEngine(CLASSIC_INFO), "linux/arm64").plan(info, LoadOptions(), LOG)
     assert isinstance(plan, Send) and plan.info.platform == "linux/arm64"
+
+
+def test_a_docker_save_of_a_multi_platform_image_gives_each_platform_its_own(tmp_path):
+    """Docker 25+ saves the index with a manifest.json naming one platform's image: the others load too."""
+    data, d = multi_platform(["linux/amd64", "linux/arm64"], legacy=True)
+    engine = FakeEngine(CLASSIC_INFO)
+    engine.register_on_load = d["linux/arm64"]["config"]
+    [outcome] = transfer.load(source(tmp_path, data), [engine_target(engine, "linux/arm64")], LoadOptions(), LOG)
+    sent = scan(engine.loaded[0])
+    [entry] = json.loads(sent.metadata["manifest.json"])
+    assert entry["Config"] == f"blobs/sha256/{d['linux/arm64']['config'][7:]}" and entry["RepoTags"] == ["mp/app:1"]
+    assert outcome.platform == "linux/arm64" and outcome.archive_tags == ["mp/app:1"]
