@@ -168,3 +168,16 @@ def test_free_space_is_measured_where_the_engine_keeps_its_images(engine_b):
     free, where = lifecycle(engine_b).free_space()
     assert os.path.realpath(where) == os.path.realpath(os.path.join(engine_b.workdir, "root"))
     assert abs(free - shutil.disk_usage(where).free) < 64 << 20  # other tests write meanwhile
+
+
+def test_copy_keeps_the_last_versions_too(engine_b, archives, repo):
+    from airflow_provider_artiload.operators import CopyImageOperator
+
+    result = CopyImageOperator(task_id="copy", image=f"{repo}:v6", source_engine_conn_id="ret_src", engine_conn_id="ret_dst",
+                               tag=[f"{repo}:v6", f"{repo}:latest"], keep_last=1).execute({})
+    [report] = result["retention"]
+    assert report["keep_last"] == 1 and report["kept"][0]["image_id"] == result["image_id"]
+    assert ids(engine_b, repo)[f"{repo}:latest"] == result["image_id"]
+    why = {k["image_id"]: k["why"] for k in report["kept"]}
+    assert why == {result["image_id"]: "newest 1", ids(engine_b, repo)[f"{repo}:v5"]: why[ids(engine_b, repo)[f"{repo}:v5"]]}
+    assert "rollback target" in why[ids(engine_b, repo)[f"{repo}:v5"]]  # latest named v5 before the copy
