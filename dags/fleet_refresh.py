@@ -15,6 +15,14 @@ the version ``latest`` named before), so a daily refresh does not fill an edge
 host's disk; on a node, what is kept stays pinned against kubelet's image GC.
 ``RollbackImageOperator(tag="artiload/fleet:latest", engine_conn_id=...)``
 moves ``latest`` back one version on any of them, with no transfer.
+
+Mixed architectures: with the Variable ``artiload_platforms`` set (e.g.
+``linux/amd64,linux/arm64``) one build makes every platform (the builder's
+engine must use the containerd image store, have QEMU registered for the
+foreign ones, and hold ``artiload_base_image`` for each platform); the save
+keeps them all, and each target of the fleet, an arm64 edge box or node among
+the amd64 servers, is sent and given only the image of its own platform (as
+it reports it, or its connection's ``platform`` extra). Unset: one platform.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ with DAG(
     build = BuildArtifactOperator(
         task_id="build", context=CONTEXT, image="artiload/fleet:{{ ds_nodash }}", buildkit_conn_id=BUILDER,
         build_args={"DATA_DATE": "{{ ds }}", "BASE_IMAGE": BASE_IMAGE},  # a new version every day
+        platforms="{{ var.value.get('artiload_platforms', '') }}",  # e.g. linux/amd64,linux/arm64: an arm64 target too
     )
     save = SaveImageOperator(task_id="save", image=build.output, path=TARBALLS + "/fleet/", engine_conn_id=BUILD_ENGINE)
     load_each = DockerLoadOperator.partial(

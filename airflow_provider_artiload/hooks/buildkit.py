@@ -236,7 +236,8 @@ class BuildKitHook(ConnectionBacked, BaseHook):
             registry_auth=self.registry_auth(),
             no_cache=no_cache,
             platform=platform or None,
-            platforms=tuple(platforms.split(",") if isinstance(platforms, str) else platforms or ()),
+            platforms=tuple(p for p in (platforms.split(",") if isinstance(platforms, str) else platforms or ())
+                            if not isinstance(p, str) or p.strip()),  # a template rendering "" asks for nothing
             network=self.network,
         )
         request.validate()

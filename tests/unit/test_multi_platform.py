@@ -175,3 +175,10 @@ def test_docker_export_of_several_platforms_writes_the_oci_index(ctx):
     assert many.exporter() == ("oci", {"name": "x:1"})
     one = BuildRequest(context=str(ctx), export="docker", output=object(), image="x:1", platforms=("linux/arm64",))
     assert one.exporter() == ("docker", {"name": "x:1"})
+
+
+def test_an_empty_templated_platforms_asks_for_nothing(ctx, monkeypatch):
+    hook, reached = _hook(monkeypatch, "classic")
+    with pytest.raises(reached) as info:
+        hook.build(context=str(ctx), image="x:1", platforms="")
+    assert "platform" not in info.value.args[0].frontend_attrs()

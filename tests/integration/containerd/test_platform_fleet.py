@@ -22,6 +22,7 @@ import pytest
 
 from airflow_provider_artiload.operators import DockerLoadOperator
 from tests.integration.containerd.test_mixed_fleet import listed_digest, node_conn
+from tests.integration.test_dags import airflow_env, dags_test  # noqa: F401  (a fixture and a helper)
 from tests.integration.test_platforms import MACHINE, amd64_busybox, arm64_busybox, buildkit_conn, make_context  # noqa: F401
 
 pytestmark = pytest.mark.parametrize("containerd", ["2.x"], indirect=True, ids=["containerd-2.x"])
@@ -140,3 +141,40 @@ def test_all_platforms_keeps_the_index_on_a_containerd_store_and_a_node(monkeypa
     # every platform's blobs are on the node: its content store has each manifest's layers
     for entry in artifact["platforms"]:
         assert entry["manifest_digest"] in containerd.ctr("content", "ls", "-q").stdout.split()
+
+
+def test_fleet_refresh_serves_an_arm64_target(monkeypatch, airflow_env, engines_by_kind, engine_b, containerd, sshd,  # noqa: F811
+                                              tmp_path, arm64_busybox, amd64_busybox):  # noqa: F811
+    """The example DAG with ``artiload_platforms``: one build, and the arm64 target (engine B, an amd64 engine with
+    QEMU standing in for an arm64 host) gets the arm64 image while the amd64 engine and the node get theirs."""
+    from airflow_provider_artiload.operators.build import BuildArtifactOperator
+
+    builder = engines_by_kind["28-containerd"]
+    base = "artiload-test/busybox:multi"
+    context = make_context(tmp_path / "base", "base", arm64_busybox, amd64_busybox,
+                           'FROM scratch\nARG TARGETARCH\nCOPY busybox-${TARGETARCH} /bin/busybox\n'
+                           'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n')
+    BuildArtifactOperator(task_id="base", context=str(context), export="image", image=base,
+                          platforms=["linux/amd64", "linux/arm64"], buildkit_conn_id=buildkit_conn(monkeypatch, builder)).execute({})
+    env = dict(airflow_env)
+    ssh = {"key_file": sshd.client_key, "known_hosts": sshd.known_hosts, "look_for_keys": "false"}
+    conns = {
+        "ARTILOAD_BUILD_ENGINE": {"conn_type": "docker_engine", "host": builder.unix_url},
+        "ARTILOAD_BUILDER": {"conn_type": "buildkit", "host": "docker://",
+                             "extra": {"engine_conn_id": "artiload_build_engine", "network": "none"}},
+        "ARTILOAD_LOCAL": {"conn_type": "docker_engine", "host": engines_by_kind["28-classic"].unix_url},
+        "ARTILOAD_ARM": {"conn_type": "docker_engine", "host": engine_b.unix_url, "extra": {"platform": "linux/arm64"}},
+        "ARTILOAD_NODE": {"conn_type": "containerd", "host": f"ssh://{sshd.user}@{sshd.host}:{sshd.port}{containerd.socket_path}",
+                          "extra": ssh},
+    }
+    env.update({f"AIRFLOW_CONN_{k}": json.dumps(v) for k, v in conns.items()})
+    env.update({"AIRFLOW_VAR_ARTILOAD_TARBALLS": str(tmp_path), "AIRFLOW_VAR_ARTILOAD_BASE_IMAGE": base,
+                "AIRFLOW_VAR_ARTILOAD_PLATFORMS": "linux/amd64,linux/arm64",
+                "AIRFLOW_VAR_ARTILOAD_FLEET": json.dumps(["artiload_local", "artiload_arm", "artiload_node"])})
+    dags_test(env, "fleet_refresh", "2026-03-03")
+    assert run(engines_by_kind["28-classic"], "artiload/fleet:latest", "uname", "-m") == "x86_64\n"
+    assert run(engine_b, "artiload/fleet:latest", "uname", "-m") == "aarch64\n"  # through QEMU: the stand-in
+    assert run(engine_b, "artiload/fleet:latest", "cat", "/app/DATA_DATE") == "2026-03-03\n"
+    out = containerd.ctr("run", "--rm", "--runtime", "io.containerd.runc.v2", "docker.io/artiload/fleet:latest",
+                         "fleet-pf", "/bin/uname", "-m").stdout
+    assert out == "x86_64\n"
