@@ -196,3 +196,40 @@ def test_a_docker_save_of_a_multi_platform_image_gives_each_platform_its_own(tmp
     [entry] = json.loads(sent.metadata["manifest.json"])
     assert entry["Config"] == f"blobs/sha256/{d['linux/arm64']['config'][7:]}" and entry["RepoTags"] == ["mp/app:1"]
     assert outcome.platform == "linux/arm64" and outcome.archive_tags == ["mp/app:1"]
+
+
+class _ArmEngine(FakeEngine):
+    """An engine on an arm64 host: /version says Go's arm64, /info uname's aarch64."""
+
+    def __call__(self, request):
+        from airflow_provider_artiload.transport.mock import Response
+
+        path = request.path.split("?")[0]
+        if path == "/version":
+            return Response(body=json.dumps({"ApiVersion": "1.51", "Os": "linux", "Arch": "arm64"}).encode())
+        if path == "/info":
+            return Response(body=json.dumps({**self.info, "OSType": "linux", "Architecture": "aarch64"}).encode())
+        return super().__call__(request)
+
+
+def test_an_engine_reports_its_platform_and_its_connection_overrides_it(tmp_path):
+    assert str(EngineTarget(client_for(_ArmEngine(CLASSIC_INFO))).platform) == "linux/arm64"
+    assert str(EngineTarget(client_for(_ArmEngine(CLASSIC_INFO)), platform="linux/amd64").platform) == "linux/amd64"
+    data, d = multi_platform(["linux/amd64", "linux/arm64"])
+    engine = _ArmEngine(CONTAINERD_INFO)
+    engine.register_on_load = d["linux/arm64"]["manifest"]
+    [outcome] = transfer.load(source(tmp_path, data), [EngineTarget(client_for(engine))], LoadOptions(), LOG)
+    assert outcome.platform == outcome.target_platform == "linux/arm64"
+
+
+def test_a_bad_platform_extra_names_the_connection(monkeypatch):
+    from airflow_provider_artiload.exceptions import EndpointError
+    from airflow_provider_artiload.hooks.engine import DockerEngineHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_PF_BAD", json.dumps({"conn_type": "docker_engine", "host": "unix:///x.sock",
+                                                         "extra": {"platform": "arm64"}}))
+    with pytest.raises(EndpointError, match="connection 'pf_bad'.*platform 'arm64' is not os/arch"):
+        DockerEngineHook("pf_bad").target
+    monkeypatch.setenv("AIRFLOW_CONN_PF_OK", json.dumps({"conn_type": "docker_engine", "host": "unix:///x.sock",
+                                                        "extra": {"platform": "linux/aarch64"}}))
+    assert str(DockerEngineHook("pf_ok").target.platform) == "linux/arm64"
