@@ -147,7 +147,7 @@ def test_save_over_ssh_and_tls_give_loadable_archives(monkeypatch, engine, engin
 def test_operators_pass_the_artifact_through_xcom(monkeypatch, engine, engine_b, tmp_path):
     monkeypatch.setenv("AIRFLOW_CONN_OP_SRC", json.dumps({"conn_type": "docker_engine", "host": engine.unix_url}))
     monkeypatch.setenv("AIRFLOW_CONN_OP_DST", json.dumps({"conn_type": "docker_engine", "host": engine_b.unix_url}))
-    assert SaveImageOperator.template_fields == ("image", "path")
+    assert SaveImageOperator.template_fields == ("image", "path", "platforms")
     assert DockerLoadOperator.template_fields == ("source", "tag", "engine_conn_id", "platform")
     artifact = SaveImageOperator(task_id="save", image=BASE, path=str(tmp_path / "a.tar"), engine_conn_id="op_src").execute({})
     json.dumps(artifact)  # plain values only: XCom-safe
