@@ -111,9 +111,12 @@ class ContainerdHook(ConnectionBacked, BaseHook):
         """``image`` read out of this node's content store as an OCI archive (for saves and copies)."""
         return NodeSource(self.client, image, platform=self.settings["platform"])
 
-    def save_image(self, image: str, path: str | Any) -> DockerArchive:
-        """Stream ``image`` from the node into an OCI archive at ``path`` (local or object storage); complete or absent."""
-        artifact = transfer.save_source(self.source(image), as_target(path), self.log)
+    def save_image(self, image: str, path: str | Any, platforms: tuple[str, ...] | list[str] = ()) -> DockerArchive:
+        """Stream ``image`` from the node into an OCI archive at ``path`` (local or object storage); complete or absent.
+        ``platforms``: these images of a multi-platform index, each whole on the node; none: the connection's one."""
+        source = NodeSource(self.client, image, platform=self.settings["platform"], platforms=tuple(platforms)) \
+            if platforms else self.source(image)
+        artifact = transfer.save_source(source, as_target(path), self.log)
         return dataclasses.replace(artifact, hostname=get_hostname())
 
     def test_connection(self) -> tuple[bool, str]:

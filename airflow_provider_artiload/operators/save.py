@@ -32,7 +32,8 @@ class SaveImageOperator(BaseOperator):
     :param platforms: of a multi-platform image on a containerd-store engine, save only these
         platforms (e.g. ``["linux/amd64", "linux/arm64"]``), through the Engine API's ``platform``
         parameter (API 1.48+, Docker 28); each is checked whole in the archive. Unset: what the
-        engine saves (every platform it holds). A node saves one platform (its connection's). (templated)
+        engine saves (every platform it holds). From a containerd node: these images of the record's index,
+        each whole on the node; unset, one (its connection's platform). (templated)
     """
 
     template_fields: Sequence[str] = ("image", "path", "platforms")
@@ -63,9 +64,6 @@ class SaveImageOperator(BaseOperator):
         try:
             with quiet_libraries():
                 platforms = self.platforms.split(",") if isinstance(self.platforms, str) else list(self.platforms or ())
-                if platforms and not isinstance(self.hook, DockerEngineHook):
-                    raise ArtiloadError("platforms= saves from a Docker Engine; a containerd node saves one platform, "
-                                        "its connection's platform extra")
                 artifact = (self.hook.save_image(image_ref(self.image), self.path, platforms) if platforms
                             else self.hook.save_image(image_ref(self.image), self.path)).to_xcom()
         finally:

@@ -129,7 +129,8 @@ def save_source(source: Source, path: Destination, log: logging.Logger) -> Docke
     """The same as :func:`save_image`, for an image read out of a source (a containerd node's content store)."""
     info = source.info()
     [image_id] = info.expected_ids
-    return _save(lambda: source.open(), image_id, info.size, info.label, path, log)
+    platforms = tuple(getattr(source, "platforms", ()) or ())  # a node's export of several: each checked whole
+    return _save(lambda: source.open(), image_id, info.size, info.label, path, log, platforms=platforms)
 
 
 def _save(open_stream: Callable[[], Any], image_id: str, size: int | None, label: str, path: Destination,

@@ -54,6 +54,7 @@ def complete(
             index_raw = index.metadata.get(blob_path(image.index_digest), b"")
             children = [m.get("digest") for m in json.loads(index_raw or b"{}").get("manifests", []) if isinstance(m, dict)]
             client.content.set_labels(image.index_digest, {f"containerd.io/gc.ref.content.m.{i}": d for i, d in enumerate(children) if d})
+            _keep_other_platforms(client, index, [d for d in children if d and d != image.manifest_digest])
             target = Descriptor(_media(index_raw, OCI_INDEX), image.index_digest, sizes[image.index_digest])
         media = [layer.media_type for layer in image.layers]
     require_digest(target.digest, image.id_for("containerd"), what="the image's target", claim="the archive says the image is",
@@ -85,6 +86,24 @@ def name_image(client: ContainerdClient, names: Sequence[str], target: Descripto
             except Exception:  # noqa: BLE001 - best effort; the original error matters
                 pass
         raise
+
+
+def _keep_other_platforms(client: ContainerdClient, index: ArchiveIndex, manifests: list[str]) -> None:
+    """The index's other manifests that came along (``all_platforms``): label each with its config and layers, or
+    containerd's GC takes them once the load's lease ends (only the unpacked platform's are referenced otherwise)."""
+    for digest in manifests:
+        raw = index.metadata.get(index.links.get(blob_path(digest), blob_path(digest)))
+        if raw is None or client.content.info(digest) is None:
+            continue  # not in this archive: a partial index, as a pull of one platform leaves it
+        try:
+            manifest = json.loads(raw)
+            config = manifest["config"]["digest"]
+            layers = [layer["digest"] for layer in manifest.get("layers") or []]
+        except (ValueError, KeyError, TypeError):
+            continue  # an attestation or another kind of child: nothing of ours to keep
+        present = [d for d in (config, *layers) if client.content.info(d) is not None]
+        if config in present:
+            client.content.set_labels(digest, content.manifest_gc_labels(config, [d for d in layers if d in present]))
 
 
 def _blobs(image: Image) -> list[tuple[str, str]]:

@@ -62,21 +62,31 @@ class ExportPlan:
     target: Descriptor
     image: Image  # repo_tags = (name,); layers' paths are blobs/sha256/<hex>
     head: tuple[tuple[str, bytes], ...]  # (member, bytes) written before the layers, in order
+    others: tuple[Image, ...] = ()  # more platforms' images of the index, exported too (``platforms``)
+
+    @property
+    def layers(self) -> list:
+        """Every layer exported, a blob once: the image's, then the other platforms'."""
+        return _distinct(replace(self.image, layers=tuple(l for i in (self.image, *self.others) for l in i.layers)))
 
     @property
     def size(self) -> int:
         """The blobs' bytes (JSON blobs and each distinct layer once), not the tar framing."""
         blobs = sum(len(data) for member, data in self.head if member.startswith("blobs/"))
-        return blobs + sum(layer.size or 0 for layer in _distinct(self.image))
+        return blobs + sum(layer.size or 0 for layer in self.layers)
 
 
 class NodeSource:
     """The image record ``image`` (normalised, ``app:1`` -> ``docker.io/library/app:1``) in the client's namespace."""
 
-    def __init__(self, client: ContainerdClient, image: str, *, platform: str | None = None) -> None:
+    def __init__(self, client: ContainerdClient, image: str, *, platform: str | None = None,
+                 platforms: tuple[str, ...] = ()) -> None:
+        """``platforms``: export these images of a multi-platform index (the first is the archive's image),
+        every one whole on the node; none: one, ``platform`` (see the module docstring)."""
         self.client = client
         self.image = image
-        self.platform = platform
+        self.platform = platforms[0] if platforms else platform
+        self.platforms = tuple(platforms)
         self._plan: ExportPlan | None = None
 
     @property
@@ -134,9 +144,12 @@ class NodeSource:
         if image.id_for("containerd") != target.digest:
             raise ArchiveError(f"{self.where}: image {name} targets {target.digest}, but it reads as {image.id_for('containerd')}")
         image = replace(image, repo_tags=(name,), format="oci-archive")
+        others = tuple(image_from_archive(Metadata(members), platform=p) for p in self.platforms[1:])
+        if others and not image.index_digest:
+            raise ArchiveError(f"{self.where}: image {name} is one platform's ({target.digest}): it has no other platforms")
         head = [*layout.items(), ("manifest.json", image.legacy_manifest())]
-        head += [(blob_path(digest), data) for digest, data in blobs.read.items()]  # index, manifest, config: in read order
-        return ExportPlan(name=name, target=target, image=image, head=tuple(head))
+        head += [(blob_path(digest), data) for digest, data in blobs.read.items()]  # index, manifests, configs: read order
+        return ExportPlan(name=name, target=target, image=image, head=tuple(head), others=others)
 
     def _choose(self, meta: Metadata, name: str) -> Image:
         if self.platform:
@@ -155,7 +168,7 @@ class NodeSource:
         for member, data in plan.head:
             if member not in omit:
                 yield build_member(member, data)
-        for position, layer in enumerate(_distinct(plan.image)):
+        for position, layer in enumerate(plan.layers):
             member = blob_path(layer.digest)
             if member in omit:
                 continue

@@ -178,3 +178,25 @@ def test_fleet_refresh_serves_an_arm64_target(monkeypatch, airflow_env, engines_
     out = containerd.ctr("run", "--rm", "--runtime", "io.containerd.runc.v2", "docker.io/artiload/fleet:latest",
                          "fleet-pf", "/bin/uname", "-m").stdout
     assert out == "x86_64\n"
+
+
+def test_save_several_platforms_from_a_node(monkeypatch, engines_by_kind, containerd, sshd, tmp_path, arm64_busybox,
+                                            amd64_busybox):
+    from airflow_provider_artiload.operators import SaveImageOperator
+
+    artifact, stamp = build(monkeypatch, engines_by_kind["28-containerd"], tmp_path, arm64_busybox, amd64_busybox,
+                            ["linux/amd64", "linux/arm64"])
+    node = node_conn(monkeypatch, containerd, sshd)
+    tag = f"fleet/nodesave:{stamp}"
+    DockerLoadOperator(task_id="load", source=artifact, engine_conn_id=[node], tag=tag, all_platforms=True).execute({})
+    saved = SaveImageOperator(task_id="save", image=tag, path=str(tmp_path / "out") + "/", engine_conn_id=node,
+                              platforms=["linux/amd64", "linux/arm64"]).execute({})
+    assert saved["image_id"] == artifact["index_digest"]
+    assert saved["platforms"] == artifact["platforms"]
+    for entry in saved["platforms"]:
+        assert share(saved["path"], entry["manifest_digest"]) == share(artifact["path"], entry["manifest_digest"])
+    # and it serves a fleet again: the arm64 stand-in (an amd64 engine with QEMU) gets the arm64 image from it
+    arm = engine_conn(monkeypatch, "pf_node_arm", engines_by_kind["system"], platform="linux/arm64")
+    result = DockerLoadOperator(task_id="again", source=saved, engine_conn_id=arm, tag=tag).execute({})
+    assert result["platform"] == "linux/arm64"
+    assert run(engines_by_kind["system"], tag, "cat", "/arch") == "aarch64\n"
