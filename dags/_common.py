@@ -51,7 +51,8 @@ BASE_IMAGE = "{{ var.value.get('artiload_base_image', '" + DEFAULT_BASE_IMAGE + 
 def artiload_store() -> str:
     """Where tarballs go without the Variable: object storage when ``artiload_store`` exists, else local."""
     from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from airflow_provider_artiload.compat import AirflowNotFoundException  # airflow.exceptions on Airflow 3.1
 
     try:
         conn = BaseHook.get_connection(STORE)

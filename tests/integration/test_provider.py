@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from airflow_provider_artiload.compat import AIRFLOW_V_3_2_PLUS
+
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 
@@ -45,6 +49,7 @@ def test_both_hooks_import_and_register():
     assert hooks["containerd"]["class"] == "airflow_provider_artiload.hooks.containerd.ContainerdHook"
 
 
+@pytest.mark.skipif(not AIRFLOW_V_3_2_PLUS, reason="Airflow 3.1 reads no declarative conn-fields (docs/connections.md)")
 def test_connection_forms_for_the_ui():
     from airflow.providers_manager import ProvidersManager
 
