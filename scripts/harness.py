@@ -262,7 +262,7 @@ class EngineKind:
             return _binary("dockerd", "docker.io")
         path = self.private_root / "usr" / "sbin" / "dockerd"
         if not path.exists():
-            raise HarnessError(f"{path} is missing: run scripts/fetch_engines.sh (scripts/setup.sh does)")
+            raise HarnessError(f"{path} is missing: run scripts/fetch_engines.sh (scripts/setup_lab.sh does)")
         return str(path)
 
     def env(self) -> dict[str, str]:
