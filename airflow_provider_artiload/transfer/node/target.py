@@ -86,7 +86,8 @@ class NodeTarget:
         try:
             info = select(info, self.own_platform, options, where=self.url, store=STORE, log=log)  # its platform's image
             target = info.id_for(STORE) or (info.image.id_for(STORE) if info.image else None)
-            if options.skip_existing and target and self.has_image(target) and self._claimed(target, options, log):
+            if (options.skip_existing and target and self.has_image(target) and self._whole(target, info, log)
+                    and self._claimed(target, options, log)):
                 log.info("%s already has %s: no bytes sent", self.url, target)
                 return Skip(self, STORE, target, info=info)
             have = 0
@@ -97,6 +98,20 @@ class NodeTarget:
         except ArtiloadError as exc:
             return Unreachable(self, exc)
         return Send(self, STORE, have=have, info=info)  # it checks every blob it writes: nothing unchecked
+
+    def _whole(self, image_id: str, info: SourceInfo, log: logging.Logger) -> bool:
+        """Skip only an image whose every blob is here: a record can outlive its content (a blob deleted by
+        hand, another tool's partial import), and the skipped image must still inspect, run and export."""
+        digests = [image_id]
+        if info.image is not None:  # the image this node takes (its platform's), when the source is indexed
+            image = info.image
+            digests += [d for d in (image.manifest_digest, image.config_digest) if d]
+            digests += [layer.digest for layer in image.layers]
+        missing = [d for d in dict.fromkeys(digests) if self.client.content.info(d) is None]
+        if missing:
+            log.info("%s has a record of %s but lacks %d of its blobs (%s): sending it", self.url, image_id[:19],
+                     len(missing), ", ".join(d[:19] for d in missing))
+        return not missing
 
     def _claimed(self, image_id: str, options: LoadOptions, log: logging.Logger) -> bool:
         """With retention on, mark the image before skipping: a prune racing us cannot take it from then on."""

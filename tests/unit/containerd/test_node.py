@@ -78,9 +78,15 @@ def image():
 
 
 def test_plan_skips_when_any_record_targets_the_image():
-    loader = NodeTarget(FakeClient([record("docker.io/library/other:1", B)]))
+    loader = NodeTarget(FakeClient([record("docker.io/library/other:1", B)], blobs={B}))
     plan = loader.plan(SourceInfo("x", ids={"containerd": B}), LoadOptions(tags=("app:1",)), log)
     assert isinstance(plan, Skip) and plan.target is loader and plan.store == "containerd" and plan.image_id == B
+
+
+def test_plan_sends_when_the_record_outlived_its_content():
+    loader = NodeTarget(FakeClient([record("docker.io/library/other:1", B)], blobs=set()))
+    plan = loader.plan(SourceInfo("x", ids={"containerd": B}), LoadOptions(tags=("app:1",)), log)
+    assert isinstance(plan, Send)
 
 
 def test_plan_sends_counting_the_layer_blobs_present():
