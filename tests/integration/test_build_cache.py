@@ -34,7 +34,7 @@ from airflow_provider_artiload.hooks.buildkit import BuildKitHook
 from airflow_provider_artiload.operators.build import BuildArtifactOperator
 from airflow_provider_artiload.operators.cache_cleanup import BuildCacheCleanupOperator
 from tests import processes
-from tests.integration.test_s3 import BUCKET, keys, s3, s3_server  # noqa: F401  (fixtures)
+from tests.integration.test_s3 import BUCKET, keys
 from tests.processes import harness
 
 import harness_registry  # noqa: E402  (scripts/ is on sys.path through tests.processes)
