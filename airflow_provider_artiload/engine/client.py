@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow_provider_artiload.engine import http as h
 from airflow_provider_artiload.oci.reference import parse_reference
-from airflow_provider_artiload.exceptions import DigestMismatch, EngineError, TransferError
+from airflow_provider_artiload.exceptions import DigestMismatch, EngineError, ImageNotFound, TransferError
 from airflow_provider_artiload.transport import Dialer, Stream
 
 READ_CHUNK = 1 << 20
@@ -71,8 +71,18 @@ class EngineClient:
         return self._get_json("/system/df", what="system df")
 
     def inspect_image(self, image: str) -> dict[str, Any]:
-        """``GET /images/{name}/json``; ImageNotFound names the image and the engine."""
-        return self._get_json(h.path("/images/{}/json", image), what=f"inspect image {image!r}")
+        """``GET /images/{name}/json``; ImageNotFound names the image and the engine.
+
+        An image removed while the engine reads it answers 500 "layer does not
+        exist" on Docker 20.10 (seen when a prune races a load): that image is
+        gone as surely as after a 404.
+        """
+        try:
+            return self._get_json(h.path("/images/{}/json", image), what=f"inspect image {image!r}")
+        except EngineError as exc:
+            if exc.status == 500 and "layer does not exist" in str(exc):
+                raise ImageNotFound(str(exc), status=exc.status) from exc
+            raise
 
     def image_manifests(self, image: str) -> list[dict[str, Any]] | None:
         """``GET /images/{name}/json?manifests=1`` (API 1.48+, containerd store): each manifest's ``Available``, ``Kind``;

@@ -151,6 +151,23 @@ def test_plan_of_an_unreachable_engine_keeps_the_error(tmp_path):
     assert isinstance(plan, Unreachable) and "shutting down" in str(plan.error)
 
 
+def test_an_image_removed_while_the_engine_reads_it_is_not_found():
+    """Docker 20.10 answers 500 "layer does not exist" for an image a concurrent removal is taking apart."""
+
+    def removing(request: Request) -> Response:
+        return Response(500, b'{"message": "layer does not exist"}')
+
+    with pytest.raises(ImageNotFound, match="layer does not exist"):
+        EngineClient(MockDialer(removing)).inspect_image("sha256:" + "a" * 64)
+
+    def broken(request: Request) -> Response:
+        return Response(500, b'{"message": "engine is shutting down"}')
+
+    with pytest.raises(EngineError) as other:
+        EngineClient(MockDialer(broken)).inspect_image("sha256:" + "a" * 64)
+    assert not isinstance(other.value, ImageNotFound)
+
+
 def test_a_classic_engine_gets_a_manifest_json_made_from_a_pure_oci_layout(tmp_path):
     data, digests = oci_archive(compress="gzip", legacy_manifest=False, tags=["docker.io/library/app:1"])
     engine = FakeEngine(CLASSIC_INFO)
