@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.exceptions import ArchiveError, ArtiloadError, EngineError, ImageNotFound
@@ -201,6 +202,8 @@ class EngineTarget:
                                   layers=layers, archive_tags=list(image.repo_tags))
         if send.fallback is not None and not isinstance(uploaded, ArchiveError):
             return Refused(send.fallback, str(uploaded or "the image is missing afterwards"))
+        if send.store == "containerd" and not send.retried and _lost_content(uploaded):
+            return Refused(replace(send, retried=True), str(uploaded))
         if isinstance(uploaded, BaseException):
             return uploaded
         return EngineError(f"{self.url}: the load reported success but the engine has no image {target_id}")
@@ -247,6 +250,14 @@ class EngineSource:
         """The export stream; a stream cannot skip, so every target filters for itself."""
         with self.client.export_image(self.image) as chunks:
             yield chunks
+
+
+def _lost_content(error: object) -> bool:
+    """The containerd store found a blob present, did not write it, then lost it to its collector while it
+    unpacked: a blob of an image removed just before ("content digest ... not found"). Loading again works:
+    the collector has taken the blob by then, so it is written this time."""
+    text = str(error) if isinstance(error, EngineError) else ""
+    return "content digest" in text and "not found" in text
 
 
 def present_chains(client: EngineClient) -> set[str]:

@@ -60,7 +60,8 @@ def load(source: Source, targets: Sequence[LoadTarget], options: LoadOptions, lo
             batch = pending[start : start + step]
             for (i, send), result in zip(batch, _stream(source, info, [s for _, s in batch], options, log)):
                 if isinstance(result, Refused):
-                    log.warning("%s: thin load failed (%s); falling back to a full load", send.target.url, result.reason)
+                    what = "thin load failed" if send.omit else "load failed"
+                    log.warning("%s: %s (%s); loading again in full", send.target.url, what, result.reason)
                     retry.append((i, result.fallback))
                 else:
                     outcomes[i] = result

@@ -70,6 +70,7 @@ class Send:
     # layer positions in the stream this target records without checking them itself: checked on our side
     unchecked: frozenset[int] = field(default_factory=frozenset)
     fallback: Send | None = None  # what to do if the target refuses this thin archive: send everything
+    retried: bool = False  # a full send redone once after the target lost content mid-load (engine.py)
     # the source as this target sees it (its platform's image: transfer/platforms.py); None: as is
     info: Any = field(default=None, compare=False)
 

@@ -411,4 +411,4 @@ def test_failed_load_does_not_move_an_existing_tag(monkeypatch, engine_b, base, 
     assert docker.DockerClient(base_url=engine_b.unix_url).images.get(keep).id == base.image_id
     assert snapshot(engine_b) == before
     assert wait_engine_temp_empty(engine_b) == []
-    assert "falling back to a full load" not in logged, "a corrupt archive was sent a second time"
+    assert "loading again in full" not in logged, "a corrupt archive was sent a second time"
