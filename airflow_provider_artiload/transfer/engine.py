@@ -33,6 +33,7 @@ from airflow_provider_artiload.artifacts import LoadOutcome
 from airflow_provider_artiload.transfer.engine_lifecycle import EngineLifecycle
 from airflow_provider_artiload.oci.platform import Platform, of_engine, parse
 from airflow_provider_artiload.transfer.platforms import chosen_image, select, stream_target
+from airflow_provider_artiload.transfer.retention import claim_before_skip
 from airflow_provider_artiload.transfer.sources import SourceInfo
 from airflow_provider_artiload.transfer.plan import (
     LoadOptions,
@@ -81,7 +82,7 @@ class EngineTarget:
             target_id = info.id_for(store)
             present = bool(target_id) and self.has_image(target_id)
             whole = present and self.whole(store, target_id, info.image.manifest_digest if info.image else None) is not False
-            if options.skip_existing and present and whole and self._claimed(target_id, options, log):
+            if options.skip_existing and present and whole and claim_before_skip(self.lifecycle, target_id, options, log):
                 log.info("%s already has %s: no layer bytes sent", self.url, target_id)
                 return Skip(self, store, target_id, info=info)
             if present and not whole:
@@ -107,16 +108,6 @@ class EngineTarget:
         thin_unchecked = every if store == "containerd" else frozenset()
         return Send(self, store, have=have, omit=omit, add_manifest=full.add_manifest, unchecked=thin_unchecked,
                     fallback=full, info=info)
-
-    def _claimed(self, image_id: str, options: LoadOptions, log: logging.Logger) -> bool:
-        """With retention on, mark the image before skipping: a prune racing us cannot take it from then on."""
-        if not (options.mark and options.tags):
-            return True
-        try:
-            self.lifecycle.mark(image_id, options.tags, log)
-        except ImageNotFound:
-            return False  # pruned since we looked: send it
-        return True
 
     def _reports_manifests(self) -> bool:
         """Does the engine report each manifest's availability (API 1.48+, Docker 28)?"""

@@ -44,7 +44,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from airflow_provider_artiload.exceptions import ArtiloadError, DestinationError, RetentionError
+from airflow_provider_artiload.exceptions import ArtiloadError, DestinationError, ImageNotFound, RetentionError
 from airflow_provider_artiload.oci.reference import normalize, parse
 from airflow_provider_artiload.progress import human
 
@@ -254,6 +254,18 @@ def load_and_retain(source: Source, targets: Sequence[LoadTarget], options: Load
                                 for repo in repos])
         keep_tags(lifecycle, outcome.image_id, options.tags, log)
     return outcomes, reports
+
+
+def claim_before_skip(lifecycle: Lifecycle, image_id: str, options: LoadOptions, log: logging.Logger) -> bool:
+    """With retention on, mark the image a target is about to skip: a prune racing the load cannot take it
+    from then on. False when it was pruned since the target looked: send it instead."""
+    if not (options.mark and options.tags):
+        return True
+    try:
+        lifecycle.mark(image_id, options.tags, log)
+    except ImageNotFound:
+        return False
+    return True
 
 
 def keep_tags(lifecycle: Lifecycle, image_id: str, tags: Sequence[str], log: logging.Logger, *, rounds: int = 3) -> None:

@@ -29,6 +29,7 @@ from airflow_provider_artiload.oci.reference import normalize
 from airflow_provider_artiload.exceptions import ArchiveError, ArtiloadError, ImageNotFound
 from airflow_provider_artiload.oci.image import Image
 from airflow_provider_artiload.transfer.plan import LoadOptions, Send, Skip, Streamed, Unreachable
+from airflow_provider_artiload.transfer.retention import claim_before_skip
 from airflow_provider_artiload.transfer.sources import SourceInfo
 from airflow_provider_artiload.oci.platform import Platform
 from airflow_provider_artiload.oci.platform import normalize as normalize_platform
@@ -87,7 +88,7 @@ class NodeTarget:
             info = select(info, self.own_platform, options, where=self.url, store=STORE, log=log)  # its platform's image
             target = info.id_for(STORE) or (info.image.id_for(STORE) if info.image else None)
             if (options.skip_existing and target and self.has_image(target) and self._whole(target, info, log)
-                    and self._claimed(target, options, log)):
+                    and claim_before_skip(self.lifecycle, target, options, log)):
                 log.info("%s already has %s: no bytes sent", self.url, target)
                 return Skip(self, STORE, target, info=info)
             have = 0
@@ -112,16 +113,6 @@ class NodeTarget:
             log.info("%s has a record of %s but lacks %d of its blobs (%s): sending it", self.url, image_id[:19],
                      len(missing), ", ".join(d[:19] for d in missing))
         return not missing
-
-    def _claimed(self, image_id: str, options: LoadOptions, log: logging.Logger) -> bool:
-        """With retention on, mark the image before skipping: a prune racing us cannot take it from then on."""
-        if not (options.mark and options.tags):
-            return True
-        try:
-            self.lifecycle.mark(image_id, options.tags, log)
-        except ImageNotFound:
-            return False  # pruned since we looked: send it
-        return True
 
     def has_image(self, image_id: str) -> bool:
         """Does any record in the namespace target ``image_id`` (a manifest or index digest)?"""
