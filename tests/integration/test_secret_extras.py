@@ -11,15 +11,12 @@ runs the hook in the API server); no secret may appear in any answer.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from tests.integration.test_ui_forms import AIRFLOW, _free_port, _request
+from tests.integration.test_ui_forms import api_server
 
 CLIENT_KEY = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQCtlsclientkey0001\n-----END PRIVATE KEY-----\n"
 SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQsshprivatekey0002\n-----END OPENSSH PRIVATE KEY-----\n"
@@ -42,42 +39,8 @@ CONNECTIONS = {
 def api(tmp_path_factory):
     """A real api-server (SQLite, SimpleAuthManager, test connection enabled) and an admin token."""
     home = tmp_path_factory.mktemp("secrets-airflow")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__API_AUTH__JWT_SECRET": "secrets-test-jwt-secret",
-        "AIRFLOW__API__SECRET_KEY": "secrets-test-secret-key",
-    }
-    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    log = open(home / "api-server.log", "wb")
-    server = subprocess.Popen([AIRFLOW, "api-server", "--host", "127.0.0.1", "-p", str(port)],
-                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                _request(base + "/api/v2/monitor/health")
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"api-server did not come up:\n{(home / 'api-server.log').read_text()[-3000:]}")
-                time.sleep(1)
-        password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
-        token = _request(base + "/auth/token", data={"username": "admin", "password": password})["access_token"]
+    with api_server(home, secret="secrets-test", AIRFLOW__CORE__TEST_CONNECTION="Enabled") as (base, token):
         yield base, token
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 def _text(url: str, token: str, data: dict | None = None) -> str:

@@ -8,6 +8,7 @@ Screenshots of both forms go to docs/images/.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -45,17 +47,12 @@ def _request(url: str, *, data: dict | None = None, token: str | None = None) ->
         return json.loads(response.read())
 
 
-@pytest.fixture(scope="module")
-def ui(tmp_path_factory):
-    """A real api-server (SQLite, SimpleAuthManager) and a token for the admin user."""
-    missing = [what for what, ok in (
-        (CHROMIUM, os.access(CHROMIUM, os.X_OK)),
-        ("node", shutil.which("node")),
-        (str(UI / "node_modules" / "playwright-core"), (UI / "node_modules" / "playwright-core").is_dir()),
-    ) if not ok]
-    if missing:
-        pytest.fail(f"the browser test needs {', '.join(missing)}: run scripts/setup_ui.sh", pytrace=False)
-    home = tmp_path_factory.mktemp("ui-airflow")
+@contextlib.contextmanager
+def api_server(home: Path, *, secret: str, **settings: str) -> Iterator[tuple[str, str]]:
+    """A real ``airflow api-server`` on SQLite (SimpleAuthManager) in ``home``: its base URL and an admin token.
+
+    ``settings`` are more ``AIRFLOW__...`` variables; ``secret`` makes the JWT and API secrets of this server.
+    """
     port = _free_port()
     env = {
         **os.environ,
@@ -63,8 +60,9 @@ def ui(tmp_path_factory):
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__API_AUTH__JWT_SECRET": "ui-test-jwt-secret",
-        "AIRFLOW__API__SECRET_KEY": "ui-test-secret-key",
+        "AIRFLOW__API_AUTH__JWT_SECRET": f"{secret}-jwt-secret",
+        "AIRFLOW__API__SECRET_KEY": f"{secret}-secret-key",
+        **settings,
     }
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
     log = open(home / "api-server.log", "wb")
@@ -83,7 +81,7 @@ def ui(tmp_path_factory):
                 time.sleep(1)
         password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
         token = _request(base + "/auth/token", data={"username": "admin", "password": password})["access_token"]
-        yield SimpleNamespace(base=base, token=token)
+        yield base, token
     finally:
         server.terminate()
         try:
@@ -91,6 +89,20 @@ def ui(tmp_path_factory):
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory):
+    """A real api-server (SQLite, SimpleAuthManager) and a token for the admin user."""
+    missing = [what for what, ok in (
+        (CHROMIUM, os.access(CHROMIUM, os.X_OK)),
+        ("node", shutil.which("node")),
+        (str(UI / "node_modules" / "playwright-core"), (UI / "node_modules" / "playwright-core").is_dir()),
+    ) if not ok]
+    if missing:
+        pytest.fail(f"the browser test needs {', '.join(missing)}: run scripts/setup_ui.sh", pytrace=False)
+    with api_server(tmp_path_factory.mktemp("ui-airflow"), secret="ui-test") as (base, token):
+        yield SimpleNamespace(base=base, token=token)
 
 
 def fill_and_save(ui, **spec) -> dict:
