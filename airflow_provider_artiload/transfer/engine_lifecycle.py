@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from collections.abc import Sequence
 
 from airflow_provider_artiload.engine.client import EngineClient
@@ -148,7 +149,16 @@ class EngineLifecycle:
         return True
 
     def _layers_size(self) -> int:
-        return int(self.client.disk_usage().get("LayersSize") or 0)
+        """``/system/df``'s LayersSize. The engine runs one disk-usage count at a time and answers a second,
+        concurrent one (another prune of the same engine) with 500 "already running": wait for it."""
+        for attempt in range(50):
+            try:
+                return int(self.client.disk_usage().get("LayersSize") or 0)
+            except EngineError as exc:
+                if "already running" not in str(exc) or attempt == 49:
+                    raise
+                time.sleep(0.2)
+        raise AssertionError("unreachable")
 
 
 def _is_marker(name: str) -> bool:
