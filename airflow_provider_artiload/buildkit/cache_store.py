@@ -36,6 +36,7 @@ it was last written or reused longer ago than the grace period.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
@@ -55,6 +56,7 @@ from airflow_provider_artiload.storage import RemotePath, Target
 from airflow_provider_artiload.storage import remote as _remote
 
 INDEX = "index.json"
+REREADS = 5
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 REF_NAME = "org.opencontainers.image.ref.name"
 CREATED = "org.opencontainers.image.created"
@@ -210,19 +212,24 @@ class LayoutStore:
             out.commit()
 
     def read_small(self, relative: str) -> bytes | None:
+        """A small file's bytes, or None when absent; re-read when another writer replaced it mid-read."""
         target = self.at(relative)
-        try:
-            if isinstance(target, RemotePath):
-                with target.fs.open(target.path, "rb") as handle:
+        for attempt in range(REREADS):
+            try:
+                if isinstance(target, RemotePath):
+                    with target.fs.open(target.path, "rb") as handle:
+                        return handle.read(MAX_JSON + 1)
+                with open(target, "rb") as handle:
                     return handle.read(MAX_JSON + 1)
-            with open(target, "rb") as handle:
-                return handle.read(MAX_JSON + 1)
-        except FileNotFoundError:
-            return None
-        except Exception as exc:  # noqa: BLE001
-            if _missing(exc):
+            except FileNotFoundError:
                 return None
-            raise CacheStoreError(f"cache {self.label}: cannot read {relative}: {exc}") from exc
+            except Exception as exc:  # noqa: BLE001
+                if _missing(exc):
+                    return None
+                if _replaced(exc) and attempt + 1 < REREADS:
+                    continue  # s3fs: the object's ETag changed between its HEAD and GET
+                raise CacheStoreError(f"cache {self.label}: cannot read {relative}: {exc}") from exc
+        raise AssertionError("unreachable")
 
     # ---- the index
     def read_index(self) -> dict[str, Any]:
@@ -375,6 +382,11 @@ def _tagged(index: dict[str, Any], tag: str) -> dict[str, Any] | None:
 
 def _created(desc: dict[str, Any]) -> str:
     return (desc.get("annotations") or {}).get(CREATED, "")
+
+
+def _replaced(exc: Exception) -> bool:
+    """True for a read that lost a race with a writer replacing the whole object (s3fs FileExpired, EBUSY)."""
+    return isinstance(exc, OSError) and exc.errno == errno.EBUSY
 
 
 def _missing(exc: Exception) -> bool:

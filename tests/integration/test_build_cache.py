@@ -235,6 +235,30 @@ def test_concurrent_exports_to_one_location(monkeypatch, containerd_engines, tmp
     assert len(reused) == 1
 
 
+def test_index_replaced_while_being_read_is_read_again(monkeypatch, s3):
+    """s3fs reads an object with a HEAD then a GET pinned to the HEAD's ETag; a concurrent export that
+    replaces index.json between the two made the GET fail (FileExpired). The reader starts again."""
+    location = f"s3://moto@{BUCKET}/cache/{secrets.token_hex(4)}"
+    prefix = location.split(f"{BUCKET}/", 1)[1]
+    store = open_store(location)
+    first = {"schemaVersion": 2, "manifests": [{"digest": "sha256:" + "1" * 64, "annotations": {"x": "first"}}]}
+    second = {"schemaVersion": 2, "manifests": [{"digest": "sha256:" + "2" * 64, "annotations": {"x": "second"}}]}
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/index.json", Body=json.dumps(first).encode())
+    fs = store.at("index.json").fs
+    real_open, replaced = fs.open, []
+
+    def open_then_replace(path, mode="rb", **kwargs):
+        handle = real_open(path, mode, **kwargs)  # the HEAD: size and ETag of the first version
+        if path.endswith("index.json") and not replaced:
+            replaced.append(path)  # another writer's export lands now
+            s3.put_object(Bucket=BUCKET, Key=f"{prefix}/index.json", Body=json.dumps(second).encode())
+        return handle
+
+    monkeypatch.setattr(fs, "open", open_then_replace)
+    assert store.read_index()["manifests"][0]["annotations"] == {"x": "second"}
+    assert replaced  # the race happened, and the read survived it
+
+
 def test_classic_store_refuses_cache_exports_before_building(monkeypatch, classic_engine, system_engine, tmp_path):
     ctx = oracle_context(tmp_path, secrets.token_hex(6))
     for engine in (classic_engine, system_engine):
