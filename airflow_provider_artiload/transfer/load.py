@@ -1,8 +1,9 @@
 """Load one source into one or many targets (Docker Engines, containerd nodes).
 
 Each target plans for itself (:meth:`~.plan.LoadTarget.plan`): skip, a thin send,
-or a full send. Targets stream concurrently (``max_parallel`` at a time)
-from one read of the source; the read is checked as it passes
+or a full send. Targets stream concurrently (``max_parallel`` at a time),
+each at its own speed (:mod:`.fanout`), from one read of the source, and
+each concludes as soon as its upload ends; the read is checked as it passes
 (:class:`~airflow_provider_artiload.oci.verify.VerifiedArchive`, with the
 layers every target's plan says it records unchecked), and no target
 receives the archive's end until the checks passed. Thin sends a target
@@ -125,20 +126,27 @@ def _stream(source: Source, info: SourceInfo, sends: list[Send], options: LoadOp
             platforms=sorted({v.platform for v in views if v.narrowed and v.platform}),
         )
         progress = Progress(log, f"Loading {info.label} into {', '.join(s.target.url for s in sends)}", total=info.size)
-        uploads = [
-            (lambda chunks, send=send, view=view: send.target.upload(send, chunks, view, options, log))
+
+        results = Fanout(_counted(archive, progress)).run([
+            lambda chunks, send=send, view=view: _deliver(chunks, send, view, archive, started, options, log)
             for send, view in zip(sends, views)
-        ]
-        results = Fanout(_counted(archive, progress)).run(uploads)
-    streamed = Streamed(archive.image, time.monotonic() - started, index=archive.index)
-    outcomes = [send.target.conclude(send, result, streamed, view, options, log)
-                for send, result, view in zip(sends, results, views)]
+        ])
     progress.finish()
-    return [
-        _reported(described(o, v, chosen_image(v, streamed, stream_target(v, options, s.store))), log)
-        if isinstance(o, LoadOutcome) else o
-        for o, v, s in zip(outcomes, views, sends)
-    ]
+    return results
+
+
+def _deliver(chunks: Iterator[bytes], send: Send, view: SourceInfo, archive: VerifiedArchive, started: float,
+             options: LoadOptions, log: logging.Logger) -> LoadOutcome | Refused | BaseException:
+    """Upload, then conclude at once: a target's ``seconds`` end when it is done, not when the slowest one is."""
+    try:
+        uploaded: object = send.target.upload(send, chunks, view, options, log)
+    except BaseException as exc:  # noqa: BLE001 - the target decides what its failure means
+        uploaded = exc
+    streamed = Streamed(archive.image, time.monotonic() - started, index=archive.index)
+    outcome = send.target.conclude(send, uploaded, streamed, view, options, log)
+    if not isinstance(outcome, LoadOutcome):
+        return outcome
+    return _reported(described(outcome, view, chosen_image(view, streamed, stream_target(view, options, send.store))), log)
 
 
 def _expect(expects: list[Expect | None]) -> Expect | None:
