@@ -11,6 +11,29 @@ What is measured, for each image size (one big random layer on a busybox base):
 4. memory: for each artiload transfer, peak RSS during it minus RSS just
    before it (VmHWM after, VmRSS before; VmHWM reset with
    ``/proc/self/clear_refs``)                                  (target < 64 MiB)
+5. client CPU: user+system seconds per GiB of archive, artiload's process
+   vs the CLI's processes; "CPU ratio" artiload/CLI for local load and save
+                                                               (target <= 1.5x)
+
+Per row: the median of ``--repeat`` runs and its median absolute deviation
+(MAD), and the 1-minute load average at the start of each run (min-max over
+the row's runs: other work on the machine skews MB/s).
+
+The verdict cannot be fooled by noise: a ratio of two medians has the spread
+``ratio * (MAD_a/median_a + MAD_b/median_b)`` (both tools' relative MADs).
+For a target "at least T", the row says "met" only if ``ratio - T > spread``,
+"NOT met" if ``T - ratio > spread``, and "within noise" otherwise; for "at
+most T" (CPU) the same with the signs turned. The rule is printed under the
+table (``measure.VERDICT_RULE``).
+
+The physical limit: the engine's own import and export rate, from and to a
+local file on the engine's host, is what ``docker load -i`` and ``docker save
+-o`` reach here; a line "engine limit: import X MB/s, export Y MB/s" states it
+per size.
+
+``--busy N`` runs N CPU-bound processes (``measure.busy_processes``) beside
+every transfer, artiload's and the CLI's alike: a stand-in for a worker that
+runs other tasks. They are killed at the end, also on Ctrl-C or an error.
 
 Every measurement runs in a fresh subprocess (``--worker``): artiload's so
 that one transfer's peak cannot hide another's, the CLI's so that
@@ -25,6 +48,7 @@ docker.io; ``28-classic`` / ``28-containerd``: Docker 28 from
 scripts/fetch_engines.sh on either image store)::
 
     .venv/bin/python benchmarks/bench_transfer.py --sizes 256M,1G --repeat 3 --engine-kind 28-containerd
+    .venv/bin/python benchmarks/bench_transfer.py --sizes 256M,1G --repeat 3 --busy 2   # a busy worker
 """
 
 from __future__ import annotations
@@ -46,12 +70,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import measure  # noqa: E402 - shared with the other benchmarks
-from measure import Meter, load_script, parse_size, run_cli, size_label, stop_all  # noqa: E402
+from measure import (  # noqa: E402
+    VERDICT_RULE, Meter, busy_processes, load_range, load_script, median_mad, parse_size, ratio_spread, run_cli,
+    size_label, stop_all, verdict,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
 RSS_TARGET_MIB = 64
-TARGETS = {"local load": 1.0, "ssh load": 1.2, "save": 1.0}  # artiload / baseline
+TARGETS = {"local load": 1.0, "ssh load": 1.2, "save": 1.0}  # artiload / baseline, MB/s: at least
+CPU_TARGETS = {"local load": 1.5, "save": 1.5}  # artiload / baseline, client CPU s/GiB: at most
 
 
 def load_harness() -> Any:
@@ -103,9 +131,10 @@ class Rig:
     sshd: Any = None
     docker: str = field(default_factory=docker_cli)
     env: dict[str, str] = field(default_factory=dict)
+    targets: list[Any] = field(default_factory=list)  # every target engine; ``target`` is the first
 
     def stop(self) -> None:
-        stop_all((self.sshd, self.target, self.source), self.work)
+        stop_all((self.sshd, *self.targets, self.source), self.work)
 
     def cli(self, engine: Any, *args: str) -> str:
         argv = [self.docker, "-H", engine.unix_url, *args]
@@ -120,7 +149,8 @@ class Rig:
         return {"conn_type": "docker_engine", "host": host, "extra": extra}
 
 
-def start_rig(harness: Any) -> Rig:
+def start_rig(harness: Any, *, targets: int = 1, sshd: bool = True) -> Rig:
+    """A source engine, ``targets`` target engines (``dst``, ``dst1``, ...) and, with ``sshd``, an sshd."""
     rig = Rig(harness, tempfile.mkdtemp(prefix="ab-", dir="/tmp"))
     airflow_home = os.path.join(rig.work, "airflow")
     os.makedirs(airflow_home)
@@ -128,8 +158,12 @@ def start_rig(harness: Any) -> Rig:
                "PYTHONPATH": str(REPO)}
     try:
         rig.source = harness.start_engine(os.path.join(rig.work, "src"), name="source")
-        rig.target = harness.start_engine(os.path.join(rig.work, "dst"), name="target")
-        rig.sshd = harness.start_sshd(os.path.join(rig.work, "ssh"))
+        for i in range(targets):
+            suffix = str(i) if i else ""
+            rig.targets.append(harness.start_engine(os.path.join(rig.work, f"dst{suffix}"), name=f"target{suffix}"))
+        rig.target = rig.targets[0]
+        if sshd:
+            rig.sshd = harness.start_sshd(os.path.join(rig.work, "ssh"))
     except BaseException:
         rig.stop()
         raise
@@ -146,14 +180,16 @@ def build_test_image(rig: Rig, size: int) -> tuple[str, str, str]:
     return tag, image_id, tar
 
 
-def empty_target(rig: Rig, image_id: str) -> None:
-    """Remove the loaded image by ID and check that no image or layer is left."""
-    if rig.cli(rig.target, "images", "-aq", "--no-trunc").strip():
-        rig.cli(rig.target, "rmi", "-f", image_id)
-    left = rig.cli(rig.target, "images", "-aq", "--no-trunc").strip()
-    layers = [p for d in glob.glob(os.path.join(rig.target.workdir, "root/image/*/layerdb/sha256"))
+def empty_target(rig: Rig, image_id: str, engine: Any = None) -> None:
+    """Remove the loaded image by ID from ``engine`` (default: the rig's target) and check that no image or
+    layer is left."""
+    engine = engine or rig.target
+    if rig.cli(engine, "images", "-aq", "--no-trunc").strip():
+        rig.cli(engine, "rmi", "-f", image_id)
+    left = rig.cli(engine, "images", "-aq", "--no-trunc").strip()
+    layers = [p for d in glob.glob(os.path.join(engine.workdir, "root/image/*/layerdb/sha256"))
               for p in os.listdir(d)]  # classic store; the containerd store's content goes with its last image
-    blobs = glob.glob(os.path.join(rig.target.workdir, "root/containerd/daemon/io.containerd.content.v1.content/blobs/sha256/*"))
+    blobs = glob.glob(os.path.join(engine.workdir, "root/containerd/daemon/io.containerd.content.v1.content/blobs/sha256/*"))
     if blobs:
         raise RuntimeError(f"target engine keeps {len(blobs)} blobs after the image was removed: a later load would skip them")
     if left or layers:
@@ -171,8 +207,9 @@ class Sample:
     mbps: float
     peak_kib: int
     growth_kib: int | None
-    cpu_s: float  # the client's CPU seconds: artiload's process, or the CLI's processes
+    cpu_s: float  # the client's CPU seconds per GiB: artiload's process, or the CLI's processes
     busy: float  # of all cores, during the transfer
+    load1: float  # the 1-minute load average as the run started
 
 
 def measure_load(rig: Rig, size: int, image_id: str, tar: str, repeat: int) -> list[Sample]:
@@ -219,7 +256,7 @@ def measure_save(rig: Rig, size: int, tag: str, nbytes: int, repeat: int) -> lis
 
 def _sample(op: str, size: int, tool: str, nbytes: int, result: dict[str, Any]) -> Sample:
     return Sample(op, size, tool, nbytes / result["seconds"] / 1e6, result["peak_rss_kib"], result.get("growth_kib"),
-                  result["cpu_s"] * (1 << 30) / nbytes, result["machine_busy"])
+                  result["cpu_s"] * (1 << 30) / nbytes, result["machine_busy"], result["load1"])
 
 
 # ---------------------------------------------------------------- report
@@ -228,34 +265,52 @@ BASELINES = {"local load": "docker load -i", "ssh load": "cat->ssh docker load",
 
 
 def report(samples: list[Sample]) -> None:
-    """One row per tool: the ratio, and the client CPU and machine load that explain it."""
-    print("| operation | size | tool | MB/s (median) | ratio vs baseline | client CPU s/GiB | machine busy | "
-          "peak RSS growth | target | met? |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---|---|")
+    """One row per tool: MB/s and the ratio with their spread, and the client CPU and machine load that explain it."""
+    print("| operation | size | tool | MB/s median ± MAD | ratio ± spread | speed target | speed | "
+          "client CPU s/GiB ± MAD | CPU ratio ± spread | CPU target | CPU | machine busy | load1 at start | "
+          "peak RSS growth | memory |")
+    print("|---|---|---|---:|---:|---|---|---:|---:|---|---|---:|---:|---:|---|")
     groups: dict[tuple[str, int], dict[str, list[Sample]]] = {}
     for s in samples:
         groups.setdefault((s.op, s.size), {}).setdefault(s.tool, []).append(s)
     for (op, size), tools in groups.items():
-        base = statistics.median(s.mbps for s in tools[BASELINES[op]])
+        base, base_mad = median_mad(s.mbps for s in tools[BASELINES[op]])
+        base_cpu, base_cpu_mad = median_mad(s.cpu_s for s in tools[BASELINES[op]])
         for tool, runs in tools.items():
-            mbps = statistics.median(s.mbps for s in runs)
-            ratio = mbps / base
-            cpu = statistics.median(s.cpu_s for s in runs)
+            mbps, mbps_mad = median_mad(s.mbps for s in runs)
+            cpu, cpu_mad = median_mad(s.cpu_s for s in runs)
             busy = statistics.median(s.busy for s in runs)
-            common = f"| {op} | {size_label(size)} | {tool} | {mbps:.0f} | "
-            load = f"{cpu:.2f} | {busy:.0%} |"
+            common = f"| {op} | {size_label(size)} | {tool} | {mbps:.0f} ± {mbps_mad:.0f} | "
+            machine = f"{busy:.0%} | {load_range(s.load1 for s in runs)} |"
             if tool == BASELINES[op]:
                 peak = max(s.peak_kib for s in runs) / 1024
-                print(f"{common}1.00 (baseline) | {load} (CLI peak RSS {peak:.0f} MiB) | - | - |")
+                print(f"{common}1.00 (baseline) | - | - | {cpu:.2f} ± {cpu_mad:.2f} | 1.00 (baseline) | - | - | "
+                      f"{machine} (CLI peak RSS {peak:.0f} MiB) | - |")
                 continue
+            ratio = mbps / base
+            spread = ratio_spread(ratio, mbps, mbps_mad, base, base_mad)
+            speed = verdict(ratio, TARGETS[op], spread)
+            cpu_ratio = cpu / base_cpu if base_cpu else float("inf")
+            cpu_spread = ratio_spread(cpu_ratio, cpu, cpu_mad, base_cpu, base_cpu_mad)
+            if op in CPU_TARGETS:
+                cpu_target, cpu_verdict = f"<= {CPU_TARGETS[op]:.1f}x", verdict(cpu_ratio, CPU_TARGETS[op], cpu_spread,
+                                                                                at_most=True)
+            else:
+                cpu_target, cpu_verdict = "-", "-"
             growth = max(s.growth_kib or 0 for s in runs) / 1024
-            speed_ok, mem_ok = ratio >= TARGETS[op], growth < RSS_TARGET_MIB
-            print(f"{common}{ratio:.2f} | {load} {growth:.1f} MiB (max) | "
-                  f">= {TARGETS[op]:.1f}x, < {RSS_TARGET_MIB} MiB | "
-                  f"speed {'yes' if speed_ok else 'NO'}, memory {'yes' if mem_ok else 'NO'} |")
-    print("\nclient CPU: user+system seconds per GiB of archive, of artiload's process or of the CLI's processes "
+            print(f"{common}{ratio:.2f} ± {spread:.2f} | >= {TARGETS[op]:.1f}x | {speed} | {cpu:.2f} ± {cpu_mad:.2f} | "
+                  f"{cpu_ratio:.2f} ± {cpu_spread:.2f} | {cpu_target} | {cpu_verdict} | {machine} "
+                  f"{growth:.1f} MiB (max) | {'yes' if growth < RSS_TARGET_MIB else 'NO'} (< {RSS_TARGET_MIB} MiB) |")
+    print(f"\n{VERDICT_RULE}")
+    print("client CPU: user+system seconds per GiB of archive, of artiload's process or of the CLI's processes "
           "(for the pipe: cat and ssh; the remote docker CLI runs under sshd and is not counted);\n"
-          "machine busy: share of all cores busy during the transfer (engine, sshd and client together).")
+          "machine busy: share of all cores busy during the transfer (engine, sshd and client together);\n"
+          "load1 at start: the 1-minute load average as each run started, min-max over the row's runs.")
+    for size in sorted({size for _, size in groups}):
+        imp = statistics.median(s.mbps for s in groups[("local load", size)]["docker load -i"])
+        exp = statistics.median(s.mbps for s in groups[("save", size)]["docker save -o"])
+        print(f"engine limit ({size_label(size)}): import {imp:.0f} MB/s, export {exp:.0f} MB/s "
+              "(docker load -i / docker save -o: the engine's own rate from/to a local file on its host)")
 
 
 def report_raw(samples: list[Sample]) -> None:
@@ -263,10 +318,10 @@ def report_raw(samples: list[Sample]) -> None:
     for s in samples:
         growth = f", growth {s.growth_kib / 1024:.1f} MiB" if s.growth_kib is not None else ""
         print(f"  {s.op:10} {size_label(s.size):7} {s.tool:22} {s.mbps:7.1f} MB/s  cpu {s.cpu_s:5.2f} s/GiB  "
-              f"busy {s.busy:4.0%}  peak {s.peak_kib / 1024:6.1f} MiB{growth}")
+              f"busy {s.busy:4.0%}  load1 {s.load1:5.2f}  peak {s.peak_kib / 1024:6.1f} MiB{growth}")
 
 
-def machine_info(rig: Rig, load_at_start: tuple[float, float, float]) -> None:
+def machine_info(rig: Rig, load_at_start: tuple[float, float, float], busy: int = 0) -> None:
     version = rig.cli(rig.target, "version", "-f", "{{.Server.Version}} (API {{.Server.APIVersion}})").strip()
     ssh_version = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
     import paramiko  # noqa: PLC0415 - only for the version line
@@ -276,6 +331,7 @@ def machine_info(rig: Rig, load_at_start: tuple[float, float, float]) -> None:
     print(f"Engine: Docker {version}, kind {os.environ.get('ARTILOAD_TEST_ENGINE')}, storage {store}; "
           f"CLI {rig.docker}; {ssh_version}; paramiko {paramiko.__version__}")
     loads = lambda la: "/".join(f"{x:.2f}" for x in la)  # noqa: E731
+    print(f"Busy processes beside every transfer (--busy): {busy}" + (" CPU-bound (sha256 loops)" if busy else ""))
     print(f"Load average (1/5/15 min) at start {loads(load_at_start)}, at end {loads(os.getloadavg())}"
           " (other work on this machine skews the MB/s)\n")
 
@@ -286,14 +342,9 @@ def machine_info(rig: Rig, load_at_start: tuple[float, float, float]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="256M,1G", help="comma-separated layer sizes (K/M/G suffixes)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per tool and operation (median reported)")
-    parser.add_argument("--engine-kind", default=os.environ.get("ARTILOAD_TEST_ENGINE", "system"),
-                        choices=("system", "28-classic", "28-containerd"), help="engine version and image store")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    measure.add_common_args(parser)
     args = parser.parse_args(argv)
-    os.environ["ARTILOAD_TEST_ENGINE"] = args.engine_kind  # the harness starts engines of this kind
-    if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
+    if measure.as_worker(args, worker):
         return 0
     started, load_at_start = time.monotonic(), os.getloadavg()
     harness = load_harness()
@@ -304,10 +355,11 @@ def main(argv: list[str] | None = None) -> int:
         for size in [parse_size(s) for s in args.sizes.split(",")]:
             print(f"building and measuring {size_label(size)} ...", file=sys.stderr, flush=True)
             tag, image_id, tar = build_test_image(rig, size)
-            samples += measure_load(rig, size, image_id, tar, args.repeat)
-            samples += measure_save(rig, size, tag, os.path.getsize(tar), args.repeat)
+            with busy_processes(args.busy):
+                samples += measure_load(rig, size, image_id, tar, args.repeat)
+                samples += measure_save(rig, size, tag, os.path.getsize(tar), args.repeat)
             os.unlink(tar)
-        machine_info(rig, load_at_start)
+        machine_info(rig, load_at_start, args.busy)
     finally:
         rig.stop()
     report(samples)
