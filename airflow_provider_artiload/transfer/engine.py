@@ -12,9 +12,14 @@ that store is sent unnamed and named only once whole; one that is not is
 removed and redone in full.
 
 What it records unchecked (:attr:`Send.unchecked`), for the checks on our side:
-a classic store skips the layers whose chains it has without reading them;
-the containerd store records the image (and the archive's own tags) before it
-unpacks, so every layer bound for it is checked before the archive's end.
+a classic store checks the diff ID of each layer it registers, but skips the
+layers whose chains it has without reading them; the containerd store checks
+nothing before it records the image (and moves the archive's own tags onto
+it): its importer stores each blob under the digest of the bytes it got, not
+the one its name claims, and only the unpack afterwards finds a blob missing
+under its name or a wrong diff ID. So every layer bound for it is checked on
+our side, blob digest and diff ID, before the archive's end
+(:func:`~airflow_provider_artiload.oci.verify.expect_layers`).
 """
 
 from __future__ import annotations

@@ -38,3 +38,20 @@ def test_a_refusal_by_a_store_that_hashed_the_bytes_itself():
     error = refused("containerd at unix:///run/c.sock", "a blob", A, "unexpected commit digest")
     assert isinstance(error, DigestMismatch)
     assert str(error) == f"containerd at unix:///run/c.sock refused a blob: its bytes are not {A} (unexpected commit digest)"
+
+
+def test_a_load_holds_each_unchecked_blobs_layer_against_its_blob_digest_and_its_diff_id():
+    """A containerd store names a blob by the bytes it got and records the image before it unpacks (issue 21
+    item 2, seen on Docker 28.5): neither digest of a layer it takes can be left to it."""
+    from airflow_provider_artiload.oci.digests import Check
+    from airflow_provider_artiload.oci.image import Image, Layer
+    from airflow_provider_artiload.oci.verify import expect_layers
+
+    C, D = "sha256:" + "c" * 64, "sha256:" + "d" * 64
+    image = Image(config_digest=C, layers=(Layer(diff_id=A, digest=B, path=f"blobs/sha256/{B[7:]}"),
+                                           Layer(diff_id=D, digest=D, path="x/layer.tar")))
+    expect = expect_layers(image, [A, D], frozenset({0, 1}))
+    assert expect(f"blobs/sha256/{B[7:]}", None) == Check(digest=B, diff_id=A)
+    assert expect("x/layer.tar", None) == Check(diff_id=D)  # a legacy member: its name claims no digest
+    assert expect_layers(image, [A, D], frozenset({1}))(f"blobs/sha256/{B[7:]}", None) is None
+    assert expect_layers(image, [A, D], frozenset()) is None
