@@ -15,7 +15,6 @@ from airflow_provider_artiload.oci.reference import parse_reference
 from airflow_provider_artiload.exceptions import DigestMismatch, EngineError, ImageNotFound, TransferError
 from airflow_provider_artiload.transport import Dialer, Stream
 
-READ_CHUNK = 1 << 20
 UNPACK_FAILED = "Error unpacking image"
 # What the engine's in-band load errors mean, for a message a user can act on.
 LOAD_ERROR_HINTS = {
@@ -104,8 +103,8 @@ class EngineClient:
             r.read()
 
     @contextlib.contextmanager
-    def export_image(self, image: str, *, platforms: Iterable[Mapping[str, str]] = ()) -> Iterator[Iterator[bytes]]:
-        """``GET /images/{name}/get`` as a one-pass iterator of chunks (a docker-archive).
+    def export_image(self, image: str, *, platforms: Iterable[Mapping[str, str]] = ()) -> Iterator[Iterator[bytearray]]:
+        """``GET /images/{name}/get`` as a one-pass iterator of 1 MiB pieces (a docker-archive).
 
         ``platforms``: only these platforms' images of a multi-platform image (the ``platform`` query, OCI
         platform JSON, one per platform; API 1.48+); none: what the engine saves by default (every platform).
@@ -115,7 +114,7 @@ class EngineClient:
             request += "?" + urlencode([("platform", json.dumps(dict(p), separators=(",", ":"))) for p in platforms])
         with self._request("GET", request, timeout=self.transfer_timeout) as response:
             h.raise_for_status(response, where=self.url, what=f"save image {image!r}")
-            yield _read_chunks(response)
+            yield h.body_pieces(response)
 
     def load_image(
         self, archive: Iterable[bytes], *, on_status: Callable[[dict[str, Any]], None] | None = None
@@ -213,14 +212,6 @@ class EngineClient:
         with self._request("GET", request_path) as response:
             h.raise_for_status(response, where=self.url, what=what)
             return response.read().decode()
-
-
-def _read_chunks(response: Any) -> Iterator[bytes]:
-    try:
-        while chunk := response.read(READ_CHUNK):
-            yield chunk
-    except h.http.client.IncompleteRead as exc:
-        raise TransferError(f"the engine closed the stream early: {exc}") from exc
 
 
 def _explain(message: dict[str, Any]) -> str:
