@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Iterator, Sequence
 from airflow_provider_artiload.artifacts import LoadOutcome
 from airflow_provider_artiload.exceptions import ArtiloadError
@@ -40,13 +41,15 @@ from airflow_provider_artiload.transfer.plan import (
 
 __all__ = ["LoadOptions", "load"]
 
+PLANNERS = 16  # targets asked for their plans at once
+
 
 def load(source: Source, targets: Sequence[LoadTarget], options: LoadOptions, log: logging.Logger) -> list[LoadOutcome]:
     """Load ``source`` into every target; raise after all finished if any failed."""
     for tag in options.tags:
         parse_reference(tag)  # a bad tag fails before any byte moves
     info = source.info()
-    plans = [target.plan(info, options, log) for target in targets]
+    plans = _plan_all(targets, info, options, log)
     outcomes: dict[int, LoadOutcome | BaseException] = {}
     for i, plan in enumerate(plans):
         if isinstance(plan, Unreachable):
@@ -68,6 +71,14 @@ def load(source: Source, targets: Sequence[LoadTarget], options: LoadOptions, lo
                     outcomes[i] = result
         pending = retry
     return _gather(info, targets, plans, outcomes, log)
+
+
+def _plan_all(targets: Sequence[LoadTarget], info: SourceInfo, options: LoadOptions, log: logging.Logger) -> list[Plan]:
+    """Every target's plan, asked of all targets at once: each is a few API round trips to its own host."""
+    if len(targets) < 2:
+        return [target.plan(info, options, log) for target in targets]
+    with ThreadPoolExecutor(max_workers=min(len(targets), PLANNERS), thread_name_prefix="artiload-plan") as pool:
+        return list(pool.map(lambda target: target.plan(info, options, log), targets))
 
 
 def _skipped(plan: Skip, info: SourceInfo, options: LoadOptions, log: logging.Logger) -> LoadOutcome | BaseException:
