@@ -6,6 +6,8 @@ import os
 import threading
 import time
 
+import pytest
+
 from airflow_provider_artiload.transfer import fanout
 from airflow_provider_artiload.transfer.fanout import Fanout
 
@@ -65,16 +67,36 @@ def test_the_source_runs_at_most_a_window_ahead_of_the_fastest_consumer():
     assert isinstance(result[0], RuntimeError)
 
 
-def test_a_stalled_consumer_does_not_hold_back_the_others(tmp_path):
+class Watched(fanout._Spool):
+    """The real spool, remembering the bytes it held in memory after each chunk it took."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.held_after: list[int] = []
+
+    def _append(self, chunk):
+        ok = super()._append(chunk)
+        self.held_after.append(self._held)
+        return ok
+
+
+@pytest.fixture
+def spools(monkeypatch) -> list[Watched]:
+    """Every spool a Fanout makes during the test."""
+    made: list[Watched] = []
+
+    def make(*args, **kwargs):
+        made.append(Watched(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(fanout, "_Spool", make)
+    return made
+
+
+def test_a_stalled_consumer_does_not_hold_back_the_others(tmp_path, spools):
     """The fast consumer finishes while the slow one still waits; what the slow one missed comes from disk."""
     chunks = [os.urandom(1000) for _ in range(200)]
     fast_done = threading.Event()
-    spools: list[fanout._Spool] = []
-    real = fanout._Spool
-
-    def spy(*args, **kwargs):
-        spools.append(real(*args, **kwargs))
-        return spools[-1]
 
     def slow(stream):
         first = bytes(next(stream))
@@ -86,45 +108,22 @@ def test_a_stalled_consumer_does_not_hold_back_the_others(tmp_path):
         fast_done.set()
         return data
 
-    original = fanout._Spool
-    fanout._Spool = spy  # type: ignore[misc]
-    try:
-        results = Fanout(iter(chunks), window=10_000, spill_dir=str(tmp_path)).run([slow, fast])
-    finally:
-        fanout._Spool = original  # type: ignore[misc]
+    results = Fanout(iter(chunks), window=10_000, spill_dir=str(tmp_path)).run([slow, fast])
     assert results == [b"".join(chunks)] * 2
     assert spools[0].spilled >= 180_000  # all but the window went to disk for the slow one
     assert os.listdir(tmp_path) == []  # the spill file has no name, and is gone
 
 
-def test_equal_consumers_never_spill(tmp_path):
-    spools: list[fanout._Spool] = []
-    real = fanout._Spool
-    fanout._Spool = lambda *a, **k: spools.append(real(*a, **k)) or spools[-1]  # type: ignore[misc]
-    try:
-        results = Fanout(iter([b"y" * 100] * 500), window=1000, spill_dir=str(tmp_path)).run([joined] * 4)
-    finally:
-        fanout._Spool = real  # type: ignore[misc]
+def test_equal_consumers_never_spill(tmp_path, spools):
+    results = Fanout(iter([b"y" * 100] * 500), window=1000, spill_dir=str(tmp_path)).run([joined] * 4)
     assert results == [b"y" * 50_000] * 4
     assert spools[0].spilled < 50_000  # a consumer may lag by a chunk or two, never the whole stream
 
 
-def test_memory_stays_within_the_window_whatever_the_spread(tmp_path):
-    held: list[int] = []
-    real = fanout._Spool
+def test_memory_stays_within_the_window_whatever_the_spread(tmp_path, spools):
+    def crawls(stream):
+        for _ in stream:
+            time.sleep(0.0005)
 
-    class Watched(real):  # type: ignore[misc,valid-type]
-        def _append(self, chunk):
-            ok = super()._append(chunk)
-            held.append(self._held)
-            return ok
-
-    fanout._Spool = Watched  # type: ignore[misc]
-    try:
-        def crawls(stream):
-            for _ in stream:
-                time.sleep(0.0005)
-        Fanout(iter([b"z" * 1000] * 300), window=8000, spill_dir=str(tmp_path)).run([crawls, joined])
-    finally:
-        fanout._Spool = real  # type: ignore[misc]
-    assert max(held) <= 8000 + 1000
+    Fanout(iter([b"z" * 1000] * 300), window=8000, spill_dir=str(tmp_path)).run([crawls, joined])
+    assert max(spools[0].held_after) <= 8000 + 1000
