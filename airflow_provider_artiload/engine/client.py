@@ -143,6 +143,9 @@ class EngineClient:
                     raise EngineError(f"{self.url}: load failed: {explained}")
                 text = str(message.get("stream") or "").strip()
                 if text.startswith(UNPACK_FAILED):  # containerd store: the record exists, its layers do not
+                    if "wrong diff id" in text:  # the archive is corrupt: no retry can help
+                        raise DigestMismatch(f"{self.url}: load failed: {text} (a layer's bytes do not match its "
+                                             "diff ID: corrupt archive)")
                     raise EngineError(f"{self.url}: load failed: {text}")
                 if text.startswith("Loaded image ID: "):
                     image_ids.append(text.removeprefix("Loaded image ID: "))

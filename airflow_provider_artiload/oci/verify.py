@@ -16,22 +16,20 @@ reads ``<where>: <what> has <found>, but <claim> (<verdict>)``.
   chunk is withheld until all of that passed, so a target never receives the
   end of a bad archive and cannot finish loading it.
 - Which members ``expect`` names is the policy section at the end of this
-  module: a save or a reused archive hashes every member; a load, only the
-  layers some target would record without checking them itself, each
-  against both its blob digest (a ``blobs/`` member) and its diff ID.
+  module: a save or a reused archive hashes every member; a load, only what
+  some target leaves to us: a blob digest, a diff ID, or both.
 - A classic-store engine checks each layer it registers against its diff ID
   before it records the image (its refusal is translated in
   ``engine/client.py``); the layers it skips unread are checked here.
-- A containerd-store engine checks nothing before it records: its importer
-  stores each blob under the sha256 of the bytes it got, whatever the
-  member is named, and does not compare the two; it records the image (the
-  archive's names moved onto it, a displaced image left dangling) before it
-  unpacks, and only the unpack notices, as a 200 reply with a ``stream``
-  line "Error unpacking image", by then too late: a blob whose bytes do not
-  match its name is missing under that name, a wrong diff ID is "wrong diff
-  id calculated on extraction" (seen on Docker 28.5 with containerd 2.1,
-  issue 21 item 2). So for it both the blob digest and the diff ID of every
-  layer are checked here, before the archive's end.
+- A containerd-store engine's importer stores each blob under the sha256 of
+  the bytes it got, whatever the member is named, and records the image
+  before it unpacks; the unpack checks each diff ID ("wrong diff id
+  calculated on extraction", seen on Docker 28.5 with containerd 2.1, issue
+  21 item 2), skipping the chains it has. So every blob digest is checked
+  here, before the archive's end; a diff ID only where that store will not
+  unpack the layer; and what the store sees is unnamed until it proved
+  whole (``transfer/engine.py``), so a refused unpack moves no tag, and its
+  record is removed.
 - A containerd node load hashes each blob as it is written
   (``containerd/stream.py``), containerd hashes it again at commit
   (``containerd/content.py``), each layer's diff ID is checked as it is
@@ -218,18 +216,19 @@ class VerifiedArchive:
 # - A save, or a reused archive, hashes every member (``every_member``) and
 #   then holds each layer's uncompressed digest against its diff ID
 #   (``check_layers``).
-# - A load checks, before the archive's end is released, the layers that some
-#   target would record without checking them itself (``expect_layers``, from
-#   the positions each target's plan names in ``Send.unchecked``); the others
-#   are checked by the engine that registers them. An artifact's sha256, when
-#   promised, covers the whole stream instead.
-# - Each such layer is held against its diff ID and, for a ``blobs/`` member,
-#   its blob digest too. Neither can be left to a containerd-store engine: it
-#   names the blob by the bytes it got, not by the digest the manifest claims,
-#   and records the image and moves its tags before it unpacks (see above).
-#   The blob's sha256 costs little next to the inflation the diff ID needs
-#   (256 MiB gzip layer into Docker 28.5: 1.35 s client CPU with it, 1.18 s
-#   without; sha256 runs at about 1.9 GB/s with SHA extensions).
+# - A load checks, before the archive's end is released, what some target
+#   leaves to us (``expect_layers``, from the positions each target's plan
+#   names in ``Send.unchecked`` and ``Send.unchecked_blobs``); the rest is
+#   checked by the engine that registers or unpacks the layer. An artifact's
+#   sha256, when promised, covers the whole stream instead.
+# - A diff ID, where the target will not check it: the layers a classic store
+#   has (it skips them unread), the layers a containerd store will not unpack.
+#   It costs an inflation and a second sha256 of every byte: 2.5-4.7x the
+#   CLI's client CPU when it was checked for every layer (issue 21).
+# - A blob digest, for a ``blobs/`` member bound for a containerd store, which
+#   files the blob under the digest of what it got and never compares it with
+#   the name: one sha256 of the compressed bytes (about 1.9 GB/s with SHA
+#   extensions).
 # - A node load checks every blob it writes by digest as it writes it.
 
 
@@ -252,32 +251,48 @@ def check_layers(index: ArchiveIndex, image: Image) -> None:
         require_digest(found, layer.diff_id, what=f"layer {path}", claim=DIFF_ID, how=" uncompressed")
 
 
-def expect_layers(image: Image | None, diff_ids: Sequence[str], positions: AbstractSet[int]) -> Expect | None:
-    """What each passing layer at ``positions`` must hash to: the layers a target records unchecked.
+def expect_layers(image: Image | None, diff_ids: Sequence[str], positions: AbstractSet[int],
+                  blob_positions: AbstractSet[int] = frozenset()) -> Expect | None:
+    """What each passing layer must hash to: the checks a target leaves to us (see the policy above).
 
-    Each is held against its diff ID and, when it is a ``blobs/`` member, the
-    digest its name and the manifest claim: a containerd store checks neither
-    before it records the image (see the policy above). Every other layer is
-    registered by the engine, which checks it itself (hashing it twice would
-    halve the throughput on CPUs without SHA extensions).
+    A layer at ``positions`` is held against its diff ID (the target records
+    it without unpacking it); one at ``blob_positions`` that is a ``blobs/``
+    member, against the digest its name and the manifest claim (the target
+    files it under the digest of the bytes it got). Every other check is the
+    target's own: hashing twice would cost the client CPU the CLI does not
+    spend.
     """
-    if not diff_ids or not positions:
+    if not diff_ids or not (positions or blob_positions):
         return None
     if image is not None:
-        by_name = {
-            layer.path: Check(digest=layer.digest if (layer.path or "").startswith("blobs/") else None, diff_id=layer.diff_id)
+        checks = {
+            layer.path: _check(layer.digest if p in blob_positions else None, layer.diff_id if p in positions else None,
+                               layer.path)
             for p, layer in enumerate(image.layers)
-            if p in positions
         }
+        by_name = {path: check for path, check in checks.items() if check.digest or check.diff_id}
         return lambda name, index: by_name.get(name)
 
     def expect(name: str, index: ArchiveIndex) -> Check | None:
         position = layer_position(name, index, diff_ids)
-        if position is None or position not in positions:
+        if position is None or not (position in positions or position in blob_positions):
             return None
-        return Check(diff_id=diff_ids[position])
+        claimed = "sha256:" + name.rsplit("/", 1)[-1] if position in blob_positions else None
+        check = _check(claimed, diff_ids[position] if position in positions else None, name)
+        return check if check.digest or check.diff_id else None
 
     return expect
+
+
+def _check(digest: str | None, diff_id: str | None, path: str | None) -> Check:
+    """A layer's check; only a ``blobs/`` member claims a blob digest (a legacy ``layer.tar`` is named by nothing)."""
+    return Check(digest=digest if (path or "").startswith("blobs/sha256/") else None, diff_id=diff_id)
+
+
+def merged(first: Check, second: Check) -> Check:
+    """One check that does what both ask (two targets of one stream, each leaving a different check to us)."""
+    return Check(digest=first.digest or second.digest, diff_id=first.diff_id or second.diff_id, what=first.what,
+                 inflate=first.inflate or second.inflate)
 
 
 __all__ = [
@@ -288,6 +303,7 @@ __all__ = [
     "check_layers",
     "every_member",
     "expect_layers",
+    "merged",
     "mismatch",
     "refused",
     "require_digest",

@@ -7,36 +7,49 @@ them). It uploads through ``POST /images/load`` a tar artiload wrote
 byte, and metadata made from the checked model, with a ``manifest.json``
 for every store), leaving out the blobs it holds, and concludes only once
 the engine has the image under the expected ID, whole: a containerd store
-must hold every blob of it (:meth:`EngineTarget.whole`). A thin load into
-that store is sent unnamed and named only once whole; one that is not is
+must hold every blob of it (:meth:`EngineTarget.whole`). A load into that
+store is sent unnamed and named only once whole; a thin one that is not is
 removed and redone in full.
 
-What it records unchecked (:attr:`Send.unchecked`), for the checks on our side:
-a classic store checks the diff ID of each layer it registers, but skips the
-layers whose chains it has without reading them; the containerd store checks
-nothing before it records the image (and moves the archive's own tags onto
-it): its importer stores each blob under the digest of the bytes it got, not
-the one its name claims, and only the unpack afterwards finds a blob missing
-under its name or a wrong diff ID. So every layer bound for it is checked on
-our side, blob digest and diff ID, before the archive's end
-(:func:`~airflow_provider_artiload.oci.verify.expect_layers`).
+What it leaves to us (:attr:`Send.unchecked`, :attr:`Send.unchecked_blobs`),
+for the checks on our side: a classic store checks the diff ID of each layer
+it registers, but skips the layers whose chains it has without reading them.
+The containerd store records the image before it unpacks and files each blob
+under the digest of the bytes it got, not the one its name claims; its
+unpack then checks each diff ID, skipping the chains it has, and refuses
+with "wrong diff id" (Docker 28.5). So for it every blob digest is checked
+here, before the archive's end; the diff IDs only of the layers it will not
+unpack (those it has, or all of them where it cannot be seen to unpack: not
+its platform, every platform kept, API older than 1.48); and the record a
+refused unpack leaves is removed (:meth:`EngineTarget._forget`): it was
+unnamed, so no tag moved.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from airflow_provider_artiload.engine.client import EngineClient
-from airflow_provider_artiload.exceptions import ArchiveError, ArtiloadError, EngineError, ImageNotFound
-from airflow_provider_artiload.oci.image import chain_ids, store_of
+from airflow_provider_artiload.exceptions import (
+    ArchiveError,
+    ArtiloadError,
+    ConnectError,
+    DigestMismatch,
+    EngineError,
+    ImageNotFound,
+    TransferError,
+)
+from airflow_provider_artiload.oci.digests import DIFF_ID, mismatch
+from airflow_provider_artiload.oci.image import Image, chain_ids, store_of
 from airflow_provider_artiload.oci.layout import layer_position
 from airflow_provider_artiload.oci.reframe import Framing, reframe
 from airflow_provider_artiload.artifacts import LoadOutcome
 from airflow_provider_artiload.transfer.engine_lifecycle import EngineLifecycle
-from airflow_provider_artiload.oci.platform import Platform, of_engine, parse
+from airflow_provider_artiload.oci.platform import Platform, matches, of_engine, parse
 from airflow_provider_artiload.transfer.platforms import chosen_image, select, stream_target
 from airflow_provider_artiload.transfer.retention import claim_before_skip
 from airflow_provider_artiload.transfer.sources import SourceInfo
@@ -50,6 +63,8 @@ from airflow_provider_artiload.transfer.plan import (
     Unreachable,
     tagged_outcome,
 )
+
+WRONG_DIFF_ID = re.compile(r'wrong diff id calculated on extraction \\?"(sha256:[0-9a-f]{64})')
 
 
 class EngineTarget:
@@ -99,8 +114,12 @@ class EngineTarget:
         except ArtiloadError as exc:
             return Unreachable(self, exc)
         every = frozenset(range(len(info.diff_ids)))
+        # what the engine leaves to us (module docstring): the diff IDs of the layers it will not unpack
+        unpacked = store == "classic" or (provable and self._unpacks(info, options))
+        blobs = every if store == "containerd" else frozenset()
         full = Send(self, store, have=have, add_manifest=store == "classic" and not info.has_legacy_manifest,
-                    unchecked=every if store == "containerd" else frozenset(range(have)), info=info)
+                    unchecked=frozenset(range(have)) if unpacked else every, unchecked_blobs=blobs, present=present,
+                    info=info)
         names = info.layer_names
         thinnable = names is not None or info.placeable
         if not (thinnable and options.delta and have and provable and not (present and not whole)):
@@ -110,9 +129,24 @@ class EngineTarget:
         else:
             omit = frozenset(names[:have]) - frozenset(names[have:])
         log.info("%s has %d of %d layers: sending the other %d", self.url, have, len(info.diff_ids), len(info.diff_ids) - have)
-        thin_unchecked = every if store == "containerd" else frozenset()
-        return Send(self, store, have=have, omit=omit, add_manifest=full.add_manifest, unchecked=thin_unchecked,
+        return Send(self, store, have=have, omit=omit, add_manifest=full.add_manifest,
+                    unchecked=frozenset() if unpacked else every, unchecked_blobs=blobs, present=present,
                     fallback=full, info=info)
+
+    def _unpacks(self, info: SourceInfo, options: LoadOptions) -> bool:
+        """Will a containerd store unpack the image it is sent, checking each new layer's diff ID as it applies it?
+
+        It unpacks only the image of its own platform. An image kept with
+        every platform's (``all_platforms``), or whose platform is known only
+        at the end of a stream (another engine's export), is checked here.
+        """
+        if options.all_platforms:
+            return False
+        own, stated = self.platform, info.platform
+        try:
+            return own is not None and stated is not None and matches(own, parse(stated))
+        except ArtiloadError:
+            return False
 
     def _reports_manifests(self) -> bool:
         """Does the engine report each manifest's availability (API 1.48+, Docker 28)?"""
@@ -167,8 +201,8 @@ class EngineTarget:
             platform=info.platform if info.narrowed else options.platform,
             single=info.narrowed,  # one platform of a multi-platform source: its manifest, not the index
             target=stream_target(info, options, send.store),
-            # a thin load into the containerd store is named only once it proved whole (conclude)
-            named=not (send.omit and send.store == "containerd"),
+            # a load into the containerd store is named only once it proved whole (conclude)
+            named=send.store != "containerd",
         )
 
         def counted() -> Iterator[bytes | memoryview]:
@@ -188,7 +222,7 @@ class EngineTarget:
             assert image is not None and isinstance(uploaded, int)
             if self.whole(send.store, target_id, image.manifest_digest) is False:
                 return self._incomplete(send, target_id, log)
-            if send.omit and send.store == "containerd":  # sent unnamed: name it now that it is whole
+            if send.store == "containerd":  # sent unnamed: name it now that it is whole
                 for tag in image.repo_tags:
                     self.tag(target_id, tag)
             layers = (send.have if send.omit else 0, len(info.diff_ids) or len(image.layers))
@@ -196,10 +230,14 @@ class EngineTarget:
                 self.lifecycle.mark(target_id, options.tags or image.repo_tags, log)
             return tagged_outcome(self, target_id, send.mode, options, log, sent=uploaded, seconds=streamed.seconds,
                                   layers=layers, archive_tags=list(image.repo_tags))
+        if not isinstance(uploaded, (TransferError, ConnectError)):  # cut or unreachable: the engine kept nothing
+            self._forget(send, target_id, log)
         if send.fallback is not None and not isinstance(uploaded, ArchiveError):
             return Refused(send.fallback, str(uploaded or "the image is missing afterwards"))
         if send.store == "containerd" and not send.retried and _lost_content(uploaded):
             return Refused(replace(send, retried=True), str(uploaded))
+        if isinstance(uploaded, DigestMismatch) and image is not None:
+            return _unpack_refusal(uploaded, image, send.have, info.label, self.url)
         if isinstance(uploaded, BaseException):
             return uploaded
         return EngineError(f"{self.url}: the load reported success but the engine has no image {target_id}")
@@ -207,13 +245,29 @@ class EngineTarget:
     def _incomplete(self, send: Send, target_id: str, log: logging.Logger) -> Refused | BaseException:
         """The engine recorded the image without all its content: remove our unnamed record, redo the load in full."""
         message = f"{self.url}: the engine recorded {target_id} but lacks some of its content"
+        self._forget(send, target_id, log)
         if send.fallback is None:
             return EngineError(message + " after a full load")
-        with contextlib.suppress(ImageNotFound):
-            if not self.client.inspect_image(target_id).get("RepoTags"):  # only the record the thin load made
-                self.client.remove_image(target_id)
-                log.info("%s: removed the incomplete image %s the thin load recorded", self.url, target_id)
         return Refused(send.fallback, message)
+
+    def _forget(self, send: Send, target_id: str | None, log: logging.Logger) -> None:
+        """Remove the record a failed load into the containerd store made: unnamed, and not one held before.
+
+        That store records the image before it unpacks (module docstring), so
+        a layer its unpack refused leaves a record behind; a load into it is
+        sent unnamed, so no tag moved, and this removes the record itself.
+        """
+        if send.store != "containerd" or send.present or not target_id:
+            return
+        try:
+            if not self.client.inspect_image(target_id).get("RepoTags"):  # named since: someone else's load
+                self.client.remove_image(target_id)
+                log.info("%s: removed the image record %s the failed load left", self.url, target_id)
+        except ImageNotFound:
+            pass
+        except ArtiloadError as exc:  # the load's own error is the one to report
+            log.warning("%s: could not remove the unnamed record %s a failed load may have left: %s",
+                        self.url, target_id, exc)
 
     def close(self) -> None:
         self.client.close()
@@ -246,6 +300,26 @@ class EngineSource:
         """The export stream; a stream cannot skip, so every target filters for itself."""
         with self.client.export_image(self.image) as chunks:
             yield chunks
+
+
+def _unpack_refusal(error: DigestMismatch, image: Image, skipped: int, label: str, url: str) -> DigestMismatch:
+    """A containerd store's "wrong diff id calculated on extraction", told as our own checks tell a mismatch.
+
+    The engine names the diff ID it computed, not the layer: the layer is
+    named when only one was unpacked (the ``skipped`` bottom ones it had).
+    """
+    found = WRONG_DIFF_ID.search(str(error))
+    unpacked = image.layers[skipped:]
+    if found is None or not unpacked:
+        return error
+    verdict = f"corrupt; {url} found it as it unpacked the layer, and kept nothing"
+    if len(unpacked) == 1:
+        layer = unpacked[0]
+        return mismatch(f"layer {layer.path or layer.digest}", f"sha256 {found.group(1)} uncompressed",
+                        f"{DIFF_ID} {layer.diff_id}", where=label, verdict=verdict)
+    return mismatch(f"one of the layers {', '.join(layer.path or str(layer.digest) for layer in unpacked)}",
+                    f"sha256 {found.group(1)} uncompressed", "the image config gives it another diff ID", where=label,
+                    verdict=verdict)
 
 
 def _lost_content(error: object) -> bool:

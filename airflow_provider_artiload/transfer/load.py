@@ -13,6 +13,7 @@ kind a target is.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ from airflow_provider_artiload.exceptions import ArtiloadError
 from airflow_provider_artiload.oci.reference import parse_reference
 from airflow_provider_artiload.oci.archive import ArchiveIndex, Expect
 from airflow_provider_artiload.oci.digests import Check
-from airflow_provider_artiload.oci.verify import VerifiedArchive, expect_layers
+from airflow_provider_artiload.oci.verify import VerifiedArchive, expect_layers, merged
 from airflow_provider_artiload.progress import Progress
 from airflow_provider_artiload.transfer.fanout import Fanout
 from airflow_provider_artiload.transfer.platforms import chosen_image, described, stream_target
@@ -129,7 +130,7 @@ def _stream(source: Source, info: SourceInfo, sends: list[Send], options: LoadOp
             chunks,
             where=info.label,
             expected_sha256=None if omit_everywhere else info.sha256,
-            expect=_expect([expect_layers(v.image, v.diff_ids, s.unchecked) for s, v in zip(sends, views)]),
+            expect=_expect([expect_layers(v.image, v.diff_ids, s.unchecked, s.unchecked_blobs) for s, v in zip(sends, views)]),
             expected_ids=info.expected_ids,
             omitted=frozenset(n for n in omit_everywhere if not n.startswith("#")),
             platform=options.platform,
@@ -167,7 +168,8 @@ def _expect(expects: list[Expect | None]) -> Expect | None:
         return expects[0] if expects else None
 
     def expect(name: str, index: ArchiveIndex) -> Check | None:
-        return next((c for c in (e(name, index) for e in expects) if c is not None), None)
+        checks = [c for c in (e(name, index) for e in expects) if c is not None]
+        return functools.reduce(merged, checks) if checks else None
 
     return expect
 

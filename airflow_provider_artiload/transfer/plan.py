@@ -67,8 +67,12 @@ class Send:
     have: int = 0  # bottom layers the target holds: left out (thin), or skipped unread by it (full)
     omit: frozenset[str] = field(default_factory=frozenset)
     add_manifest: bool = False
-    # layer positions in the stream this target records without checking them itself: checked on our side
+    # layer positions in the stream this target records without checking their diff IDs itself: checked on our side
     unchecked: frozenset[int] = field(default_factory=frozenset)
+    # layer positions whose blob the target files under the digest of the bytes it got, not the one the archive
+    # claims (a containerd store): their blob digest is checked on our side
+    unchecked_blobs: frozenset[int] = field(default_factory=frozenset)
+    present: bool = False  # the target held the image before: a failed load leaves its record alone
     fallback: Send | None = None  # what to do if the target refuses this thin archive: send everything
     retried: bool = False  # a full send redone once after the target lost content mid-load (engine.py)
     # the source as this target sees it (its platform's image: transfer/platforms.py); None: as is

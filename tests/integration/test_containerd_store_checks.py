@@ -1,14 +1,16 @@
-"""Issue 21, item 2: what a load into a containerd-store engine must check on our side, and that it does.
+"""Issue 21, item 2: what a load into a containerd-store engine leaves to us, and that nothing unchecked lands.
 
 Seen on Docker 28.5 (containerd 2.1), loading raw with ``docker load``: the
 engine's importer stores each blob under the sha256 of the bytes it got,
 whatever the member is named, and records the image (moving the archive's
 names onto it, leaving the displaced image dangling) before it unpacks; the
 unpack then fails ("content digest ... not found", or "wrong diff id
-calculated on extraction") in a ``stream`` line of a 200 reply. So neither a
-blob whose bytes do not match its name nor a layer whose diff ID is wrong
-may reach the archive's end: artiload refuses both first, and the engine is
-left as it was, no record, no dangling image, no tag moved.
+calculated on extraction") in a ``stream`` line of a 200 reply. So artiload
+checks every blob digest itself, before the archive's end; leaves the diff
+ID to the unpack, sending the archive unnamed (no tag can move) and removing
+the record a refused unpack leaves; and checks itself the diff ID of a layer
+the engine has, which its unpack skips unread. Each case leaves the engine
+as it was: no record, no dangling image, no tag moved.
 
 These run on whichever engine kind the run selects (``ARTILOAD_TEST_ENGINE``,
 ``-m engines``). A classic store checks each diff ID itself before it records
@@ -47,12 +49,14 @@ def blob_path(digest: str) -> str:
     return "blobs/sha256/" + digest.split(":", 1)[1]
 
 
-def crafted(path, name: str, *, tamper_blob: bool = False, wrong_diff_id: bool = False) -> dict[str, str]:
+def crafted(path, name: str, *, tamper_blob: bool = False, wrong_diff_id: bool = False,
+            claim: str | None = None) -> dict[str, str]:
     """An OCI layout (with the legacy manifest.json, as ``docker save`` writes) of one gzip layer, named ``name``.
 
     ``tamper_blob``: the gzip header's OS byte changed after the manifest was written, so the blob no longer
     hashes to its name, while its content (the diff ID) is unchanged. ``wrong_diff_id``: the config claims
-    another diff ID (the config's digest, in the manifest, follows it), every blob matching its name."""
+    another diff ID (the config's digest, in the manifest, follows it), every blob matching its name; ``claim``:
+    that diff ID (another image's layer, say)."""
     plain = io.BytesIO()
     with tarfile.open(fileobj=plain, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         info = tarfile.TarInfo("payload")
@@ -63,8 +67,8 @@ def crafted(path, name: str, *, tamper_blob: bool = False, wrong_diff_id: bool =
     layer_digest, diff_id = sha(blob), sha(layer)
     if tamper_blob:
         blob = blob[:9] + bytes([blob[9] ^ 1]) + blob[10:]
-    claimed = sha(layer + b"\0") if wrong_diff_id else diff_id
-    config = json.dumps({"architecture": ARCH, "os": "linux", "config": {},
+    claimed = claim or (sha(layer + b"\0") if wrong_diff_id else diff_id)
+    config = json.dumps({"architecture": ARCH, "os": "linux", "config": {"Labels": {"crafted-as": name}},
                          "rootfs": {"type": "layers", "diff_ids": [claimed]}}).encode()
     manifest = json.dumps({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -112,11 +116,11 @@ def everything(engine) -> dict[str, object]:
 def victim(engine_b, tmp_path):
     """A tag that already names an image on the engine (loaded by docker-py): a refused load must not move it."""
     tag = f"ctd-checks/victim-{uuid.uuid4().hex[:8]}:1"
-    crafted(tmp_path / "victim.tar", tag)
+    digests = crafted(tmp_path / "victim.tar", tag)
     with contextlib.closing(docker.DockerClient(base_url=engine_b.unix_url, version="auto")) as client:
         client.images.load((tmp_path / "victim.tar").read_bytes())
         image_id = client.images.get(tag).id
-    yield tag, image_id
+    yield tag, image_id, digests
     with contextlib.closing(docker.DockerClient(base_url=engine_b.unix_url, version="auto")) as client, \
             contextlib.suppress(docker.errors.ImageNotFound):
         client.images.remove(tag, force=True)
@@ -128,7 +132,7 @@ def tag_target(engine, tag: str) -> str:
 
 
 def test_a_blob_that_does_not_match_its_name_is_refused_and_nothing_is_recorded(monkeypatch, engine_b, victim, tmp_path):
-    tag, victim_id = victim
+    tag, victim_id, _ = victim
     archive = tmp_path / "tampered-blob.tar"
     digests = crafted(archive, tag, tamper_blob=True)
     hook = connect(monkeypatch, engine_b)
@@ -148,19 +152,41 @@ def test_a_blob_that_does_not_match_its_name_is_refused_and_nothing_is_recorded(
     assert tag_target(engine_b, tag) == victim_id  # the archive's own name did not move
 
 
-def test_a_wrong_diff_id_is_refused_before_the_archive_ends_and_nothing_is_recorded(monkeypatch, engine_b, victim,
-                                                                                      tmp_path):
-    tag, victim_id = victim
+def test_a_wrong_diff_id_is_refused_and_nothing_is_recorded(monkeypatch, engine_b, victim, tmp_path):
+    """On a containerd store the engine's own unpack finds it, after it recorded the image: the load went in
+    unnamed, so no tag moved, and the record it made is removed."""
+    tag, victim_id, _ = victim
     archive = tmp_path / "wrong-diff-id.tar"
     digests = crafted(archive, tag, wrong_diff_id=True)
     hook = connect(monkeypatch, engine_b)
     before = everything(engine_b)
-    with pytest.raises(ArtiloadError) as caught:
+    with pytest.raises(DigestMismatch) as caught:
         hook.load_archive(str(archive), tags=[tag + "-must-not-exist"])
-    if engine_b.kind.store == "containerd":  # ours, before the end: the engine would record it first
-        assert isinstance(caught.value, DigestMismatch)
+    if engine_b.kind.store == "containerd":  # found by the engine's unpack, told as ours are
         assert str(caught.value) == (
             f"{archive}: layer {blob_path(digests['layer'])} has sha256 {digests['diff_id']} uncompressed, "
-            f"but the image config says its diff ID is {digests['claimed']} (corrupt)")
+            f"but the image config says its diff ID is {digests['claimed']} (corrupt; {engine_b.unix_url} found it "
+            "as it unpacked the layer, and kept nothing)")
+    else:  # the classic store's own refusal, before it records anything
+        assert digests["claimed"] in str(caught.value) or "diff" in str(caught.value).lower()
     assert everything(engine_b) == before
+    assert tag_target(engine_b, tag) == victim_id
+
+
+def test_a_layer_the_engine_would_not_unpack_is_checked_on_our_side(monkeypatch, engine_b, victim, tmp_path):
+    """The config claims the diff ID of a layer the engine already has (the victim's), over other bytes: the
+    engine skips that layer unread, so its diff ID is checked here, before the archive's end, in full and thin."""
+    tag, victim_id, theirs = victim
+    archive = tmp_path / "claims-their-layer.tar"
+    digests = crafted(archive, f"ctd-checks/claims-{uuid.uuid4().hex[:8]}:1", claim=theirs["diff_id"])
+    hook = connect(monkeypatch, engine_b)
+    before = everything(engine_b)
+    # thin, a classic store takes the image as its config says, from the layer it has: nothing of ours lands
+    for delta in (False, True) if engine_b.kind.store == "containerd" else (False,):
+        with pytest.raises(DigestMismatch) as caught:
+            hook.load_archive(str(archive), tags=[tag + "-must-not-exist"], delta=delta)
+        assert str(caught.value) == (
+            f"{archive}: layer {blob_path(digests['layer'])} has sha256 {digests['diff_id']} uncompressed, "
+            f"but the image config says its diff ID is {theirs['diff_id']} (corrupt)")
+        assert everything(engine_b) == before
     assert tag_target(engine_b, tag) == victim_id

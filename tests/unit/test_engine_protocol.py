@@ -133,9 +133,28 @@ def test_plan_leaves_out_the_bottom_layers_the_engine_has_on_either_store(tmp_pa
         plan = plan_target(client_for(FakeEngine(engine_info, base)), info, LoadOptions(), LOG)
         assert isinstance(plan, Send) and plan.mode == "delta" and plan.have == 2
         assert plan.omit == frozenset(info.layer_names[:2])
-        # in full, a classic store would skip the two layers it has unread: those are checked on our side
+        # in full, either store would skip the two layers it has unread: their diff IDs are checked on our side
+        # (a containerd store only where it will unpack the image: it says its platform, see below)
         unchecked = frozenset({0, 1}) if engine_info is CLASSIC_INFO else frozenset({0, 1, 2})
-        assert plan.fallback == Send(plan.target, plan.store, have=2, unchecked=unchecked)
+        blobs = frozenset() if engine_info is CLASSIC_INFO else frozenset({0, 1, 2})
+        assert plan.fallback == Send(plan.target, plan.store, have=2, unchecked=unchecked, unchecked_blobs=blobs)
+
+
+def test_a_containerd_store_of_the_image_platform_leaves_us_the_blob_digests_and_the_layers_it_will_not_unpack(tmp_path):
+    layers = [layer_tar({"a": b"1"}), layer_tar({"b": b"2"}), layer_tar({"c": b"3"})]
+    data, _ = oci_archive(layers, compress="gzip")
+    info = file_source(tmp_path, data).info()
+    base = {"sha256:" + "e" * 64: info.diff_ids[:2]}
+    own = EngineTarget(client_for(FakeEngine(CONTAINERD_INFO, base)), platform="linux/amd64")
+    plan = own.plan(info, LoadOptions(), LOG)
+    assert plan.unchecked == frozenset() and plan.unchecked_blobs == frozenset({0, 1, 2})  # thin: it unpacks the rest
+    assert plan.fallback.unchecked == frozenset({0, 1}) and plan.fallback.unchecked_blobs == frozenset({0, 1, 2})
+    # an engine of another platform would not unpack an amd64 image: every diff ID is checked here
+    other = EngineTarget(client_for(FakeEngine(CONTAINERD_INFO, base)), platform="linux/arm64")
+    assert other.plan(info, LoadOptions(), LOG).fallback.unchecked == frozenset({0, 1, 2})
+    # nor is a store kept with every platform's image
+    kept = own.plan(info, LoadOptions(all_platforms=True), LOG)
+    assert kept.fallback.unchecked == frozenset({0, 1, 2})
     no_delta = plan_target(client_for(FakeEngine(CLASSIC_INFO, base)), info, LoadOptions(delta=False), LOG)
     assert isinstance(no_delta, Send) and no_delta.mode == "full" and no_delta.have == 2
 

@@ -40,18 +40,37 @@ def test_a_refusal_by_a_store_that_hashed_the_bytes_itself():
     assert str(error) == f"containerd at unix:///run/c.sock refused a blob: its bytes are not {A} (unexpected commit digest)"
 
 
-def test_a_load_holds_each_unchecked_blobs_layer_against_its_blob_digest_and_its_diff_id():
-    """A containerd store names a blob by the bytes it got and records the image before it unpacks (issue 21
-    item 2, seen on Docker 28.5): neither digest of a layer it takes can be left to it."""
+def test_a_load_holds_each_layer_to_the_checks_its_targets_leave_to_us():
+    """A containerd store names a blob by the bytes it got (issue 21 item 2, seen on Docker 28.5): the blob
+    digest is ours to check; a diff ID, only where the target will not unpack the layer."""
     from airflow_provider_artiload.oci.digests import Check
     from airflow_provider_artiload.oci.image import Image, Layer
-    from airflow_provider_artiload.oci.verify import expect_layers
+    from airflow_provider_artiload.oci.verify import expect_layers, merged
 
     C, D = "sha256:" + "c" * 64, "sha256:" + "d" * 64
     image = Image(config_digest=C, layers=(Layer(diff_id=A, digest=B, path=f"blobs/sha256/{B[7:]}"),
                                            Layer(diff_id=D, digest=D, path="x/layer.tar")))
-    expect = expect_layers(image, [A, D], frozenset({0, 1}))
-    assert expect(f"blobs/sha256/{B[7:]}", None) == Check(digest=B, diff_id=A)
-    assert expect("x/layer.tar", None) == Check(diff_id=D)  # a legacy member: its name claims no digest
-    assert expect_layers(image, [A, D], frozenset({1}))(f"blobs/sha256/{B[7:]}", None) is None
+    blob = f"blobs/sha256/{B[7:]}"
+    both = expect_layers(image, [A, D], frozenset({0, 1}), frozenset({0, 1}))
+    assert both(blob, None) == Check(digest=B, diff_id=A)
+    assert both("x/layer.tar", None) == Check(diff_id=D)  # a legacy member: its name claims no digest
+    blobs_only = expect_layers(image, [A, D], frozenset(), frozenset({0, 1}))
+    assert blobs_only(blob, None) == Check(digest=B)  # no inflation: the engine's unpack checks the diff ID
+    assert blobs_only("x/layer.tar", None) is None  # nothing left to check on a legacy member
+    assert expect_layers(image, [A, D], frozenset({0}))(blob, None) == Check(diff_id=A)
+    assert expect_layers(image, [A, D], frozenset({1}))(blob, None) is None
     assert expect_layers(image, [A, D], frozenset()) is None
+    # two targets of one stream, one leaving the blob digest to us, one the diff ID: both are checked
+    assert merged(Check(digest=B), Check(diff_id=A)) == Check(digest=B, diff_id=A)
+
+
+def test_a_stream_layer_is_held_against_the_digest_its_member_name_claims():
+    """Another engine's export names each blob by its digest: with no model before the end, that name is the claim
+    (an uncompressed layer's, which is its diff ID, is how a stream's member is placed)."""
+    from airflow_provider_artiload.oci.digests import Check
+    from airflow_provider_artiload.oci.verify import expect_layers
+
+    name = f"blobs/sha256/{A[7:]}"
+    assert expect_layers(None, [A], frozenset(), frozenset({0}))(name, None) == Check(digest=A)
+    assert expect_layers(None, [A], frozenset({0}), frozenset())(name, None) == Check(diff_id=A)
+    assert expect_layers(None, [A], frozenset(), frozenset({1}))(name, None) is None
