@@ -14,15 +14,17 @@ removed and redone in full.
 What it leaves to us (:attr:`Send.unchecked`, :attr:`Send.unchecked_blobs`),
 for the checks on our side: a classic store checks the diff ID of each layer
 it registers, but skips the layers whose chains it has without reading them.
-The containerd store records the image before it unpacks and files each blob
-under the digest of the bytes it got, not the one its name claims; its
-unpack then checks each diff ID, skipping the chains it has, and refuses
-with "wrong diff id" (Docker 28.5). So for it every blob digest is checked
-here, before the archive's end; the diff IDs only of the layers it will not
-unpack (those it has, or all of them where it cannot be seen to unpack: not
-its platform, every platform kept, API older than 1.48); and the record a
-refused unpack leaves is removed (:meth:`EngineTarget._forget`): it was
-unnamed, so no tag moved.
+The containerd store files each blob under the digest of the bytes it got,
+not the one its name claims, and records the image before it unpacks; the
+unpack then checks each new layer's diff ID, skipping the chains it has
+(Docker 28.5). So for it every blob digest is checked here, before the
+archive's end (a corrupt blob is refused before the engine has it all, and
+never sent twice); and, where that unpack can be relied on (API 1.48+, the
+image of its own platform), the archive goes in unnamed and only the diff
+IDs of the layers it will not unpack are checked here: a wrong one is its
+unpack's "wrong diff id", after which the unnamed record is removed
+(:meth:`EngineTarget._forget`) and no tag moved. Elsewhere every diff ID is
+checked here too.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ class EngineTarget:
         except ArtiloadError as exc:
             return Unreachable(self, exc)
         every = frozenset(range(len(info.diff_ids)))
-        # what the engine leaves to us (module docstring): the diff IDs of the layers it will not unpack
+        # what the engine leaves to us (module docstring): where it unpacks, the diff IDs of the layers it will not
         unpacked = store == "classic" or (provable and self._unpacks(info, options))
         blobs = every if store == "containerd" else frozenset()
         full = Send(self, store, have=have, add_manifest=store == "classic" and not info.has_legacy_manifest,

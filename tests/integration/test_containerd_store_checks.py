@@ -50,20 +50,22 @@ def blob_path(digest: str) -> str:
 
 
 def crafted(path, name: str, *, tamper_blob: bool = False, wrong_diff_id: bool = False,
-            claim: str | None = None) -> dict[str, str]:
+            claim: str | None = None, seed: bytes | None = None, level: int = 1) -> dict[str, str]:
     """An OCI layout (with the legacy manifest.json, as ``docker save`` writes) of one gzip layer, named ``name``.
 
     ``tamper_blob``: the gzip header's OS byte changed after the manifest was written, so the blob no longer
     hashes to its name, while its content (the diff ID) is unchanged. ``wrong_diff_id``: the config claims
     another diff ID (the config's digest, in the manifest, follows it), every blob matching its name; ``claim``:
-    that diff ID (another image's layer, say)."""
+    that diff ID (another image's layer, say); ``seed``: the payload's bytes come from it (same seed, same
+    layer), else they are random; ``level``: gzip's (another level, another blob of the same layer)."""
     plain = io.BytesIO()
     with tarfile.open(fileobj=plain, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         info = tarfile.TarInfo("payload")
         info.size = PAYLOAD
-        tar.addfile(info, io.BytesIO(os.urandom(PAYLOAD)))
+        payload = hashlib.shake_256(seed).digest(PAYLOAD) if seed else os.urandom(PAYLOAD)
+        tar.addfile(info, io.BytesIO(payload))
     layer = plain.getvalue()
-    blob = gzip.compress(layer, compresslevel=1, mtime=0)
+    blob = gzip.compress(layer, compresslevel=level, mtime=0)
     layer_digest, diff_id = sha(blob), sha(layer)
     if tamper_blob:
         blob = blob[:9] + bytes([blob[9] ^ 1]) + blob[10:]
@@ -116,7 +118,7 @@ def everything(engine) -> dict[str, object]:
 def victim(engine_b, tmp_path):
     """A tag that already names an image on the engine (loaded by docker-py): a refused load must not move it."""
     tag = f"ctd-checks/victim-{uuid.uuid4().hex[:8]}:1"
-    digests = crafted(tmp_path / "victim.tar", tag)
+    digests = crafted(tmp_path / "victim.tar", tag, seed=tag.encode())
     with contextlib.closing(docker.DockerClient(base_url=engine_b.unix_url, version="auto")) as client:
         client.images.load((tmp_path / "victim.tar").read_bytes())
         image_id = client.images.get(tag).id
@@ -145,7 +147,7 @@ def test_a_blob_that_does_not_match_its_name_is_refused_and_nothing_is_recorded(
         return
     with pytest.raises(DigestMismatch) as caught:
         hook.load_archive(str(archive), tags=[tag + "-must-not-exist"])
-    assert str(caught.value) == (
+    assert str(caught.value) == (  # ours, before the archive's end
         f"{archive}: layer {blob_path(digests['layer'])} has sha256 {digests['blob']}, "
         f"but the image says its blob is {digests['layer']} (corrupt)")
     assert everything(engine_b) == before  # no record, no dangling image, no tag added
@@ -188,5 +190,32 @@ def test_a_layer_the_engine_would_not_unpack_is_checked_on_our_side(monkeypatch,
         assert str(caught.value) == (
             f"{archive}: layer {blob_path(digests['layer'])} has sha256 {digests['diff_id']} uncompressed, "
             f"but the image config says its diff ID is {theirs['diff_id']} (corrupt)")
+        assert everything(engine_b) == before
+    assert tag_target(engine_b, tag) == victim_id
+
+
+def test_a_blob_that_does_not_match_its_name_over_a_layer_the_engine_has_is_refused(monkeypatch, engine_b, victim,
+                                                                                     tmp_path):
+    """The victim's layer compressed anew, its gzip header changed in transit: the engine has the chain, so its
+    unpack would not read it, and its diff ID (the content's) is right; only the blob is not what its name says.
+    Refused here, before the archive's end, in full and thin."""
+    tag, victim_id, theirs = victim
+    archive = tmp_path / "tampered-over-theirs.tar"
+    name = f"ctd-checks/over-{uuid.uuid4().hex[:8]}:1"
+    digests = crafted(archive, name, tamper_blob=True, seed=tag.encode(), level=6)
+    assert digests["diff_id"] == theirs["diff_id"] and digests["layer"] != theirs["layer"]
+    hook = connect(monkeypatch, engine_b)
+    before = everything(engine_b)
+    if engine_b.kind.store == "classic":  # same content: the image, as its config says, from the layer it has
+        outcome = hook.load_archive(str(archive), tags=[name + "-loaded"], delta=False)
+        with contextlib.closing(docker.DockerClient(base_url=engine_b.unix_url, version="auto")) as client:
+            client.images.remove(outcome.image_id, force=True)
+        return
+    for delta in (False, True):
+        with pytest.raises(DigestMismatch) as caught:
+            hook.load_archive(str(archive), tags=[name + "-must-not-exist"], delta=delta)
+        assert str(caught.value) == (
+            f"{archive}: layer {blob_path(digests['layer'])} has sha256 {digests['blob']}, "
+            f"but the image says its blob is {digests['layer']} (corrupt)")
         assert everything(engine_b) == before
     assert tag_target(engine_b, tag) == victim_id

@@ -140,7 +140,7 @@ def test_plan_leaves_out_the_bottom_layers_the_engine_has_on_either_store(tmp_pa
         assert plan.fallback == Send(plan.target, plan.store, have=2, unchecked=unchecked, unchecked_blobs=blobs)
 
 
-def test_a_containerd_store_of_the_image_platform_leaves_us_the_blob_digests_and_the_layers_it_will_not_unpack(tmp_path):
+def test_a_containerd_store_leaves_us_the_blob_digests_and_the_diff_ids_of_the_layers_it_will_not_unpack(tmp_path):
     layers = [layer_tar({"a": b"1"}), layer_tar({"b": b"2"}), layer_tar({"c": b"3"})]
     data, _ = oci_archive(layers, compress="gzip")
     info = file_source(tmp_path, data).info()
@@ -149,12 +149,13 @@ def test_a_containerd_store_of_the_image_platform_leaves_us_the_blob_digests_and
     plan = own.plan(info, LoadOptions(), LOG)
     assert plan.unchecked == frozenset() and plan.unchecked_blobs == frozenset({0, 1, 2})  # thin: it unpacks the rest
     assert plan.fallback.unchecked == frozenset({0, 1}) and plan.fallback.unchecked_blobs == frozenset({0, 1, 2})
-    # an engine of another platform would not unpack an amd64 image: every diff ID is checked here
+    # an engine of another platform would not unpack an amd64 image: every digest is checked here
     other = EngineTarget(client_for(FakeEngine(CONTAINERD_INFO, base)), platform="linux/arm64")
-    assert other.plan(info, LoadOptions(), LOG).fallback.unchecked == frozenset({0, 1, 2})
+    everything = other.plan(info, LoadOptions(), LOG).fallback
+    assert everything.unchecked == everything.unchecked_blobs == frozenset({0, 1, 2})
     # nor is a store kept with every platform's image
-    kept = own.plan(info, LoadOptions(all_platforms=True), LOG)
-    assert kept.fallback.unchecked == frozenset({0, 1, 2})
+    kept = own.plan(info, LoadOptions(all_platforms=True), LOG).fallback
+    assert kept.unchecked == kept.unchecked_blobs == frozenset({0, 1, 2})
     no_delta = plan_target(client_for(FakeEngine(CLASSIC_INFO, base)), info, LoadOptions(delta=False), LOG)
     assert isinstance(no_delta, Send) and no_delta.mode == "full" and no_delta.have == 2
 
