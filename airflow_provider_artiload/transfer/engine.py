@@ -87,6 +87,11 @@ class EngineTarget:
         """The engine's platform: its connection's ``platform`` extra, else ``/version`` and ``/info`` (once)."""
         if self._platform:
             return parse(self._platform, what=f"{self.url}: platform")
+        return self.own_platform
+
+    @property
+    def own_platform(self) -> Platform | None:
+        """What the engine says it runs on (``/version`` and ``/info``, once): what its store unpacks."""
         if self._detected is None:
             self._detected = of_engine(self.client.version(), self.client.info())
         return self._detected
@@ -138,13 +143,15 @@ class EngineTarget:
     def _unpacks(self, info: SourceInfo, options: LoadOptions) -> bool:
         """Will a containerd store unpack the image it is sent, checking each new layer's diff ID as it applies it?
 
-        It unpacks only the image of its own platform. An image kept with
-        every platform's (``all_platforms``), or whose platform is known only
-        at the end of a stream (another engine's export), is checked here.
+        It unpacks only the image of its own platform, as it reports it (not
+        the connection's ``platform`` extra, which chooses what it is sent).
+        An image kept with every platform's (``all_platforms``), or whose
+        platform is known only at the end of a stream (another engine's
+        export), is checked here.
         """
         if options.all_platforms:
             return False
-        own, stated = self.platform, info.platform
+        own, stated = self.own_platform, info.platform
         try:
             return own is not None and stated is not None and matches(own, parse(stated))
         except ArtiloadError:

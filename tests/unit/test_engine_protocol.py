@@ -145,14 +145,22 @@ def test_a_containerd_store_leaves_us_the_blob_digests_and_the_diff_ids_of_the_l
     data, _ = oci_archive(layers, compress="gzip")
     info = file_source(tmp_path, data).info()
     base = {"sha256:" + "e" * 64: info.diff_ids[:2]}
-    own = EngineTarget(client_for(FakeEngine(CONTAINERD_INFO, base)), platform="linux/amd64")
+    amd64 = {**CONTAINERD_INFO, "OSType": "linux", "Architecture": "x86_64"}  # what the engine says it runs on
+    arm64 = {**CONTAINERD_INFO, "OSType": "linux", "Architecture": "aarch64"}
+    own = EngineTarget(client_for(FakeEngine(amd64, base)))
     plan = own.plan(info, LoadOptions(), LOG)
     assert plan.unchecked == frozenset() and plan.unchecked_blobs == frozenset({0, 1, 2})  # thin: it unpacks the rest
     assert plan.fallback.unchecked == frozenset({0, 1}) and plan.fallback.unchecked_blobs == frozenset({0, 1, 2})
     # an engine of another platform would not unpack an amd64 image: every digest is checked here
-    other = EngineTarget(client_for(FakeEngine(CONTAINERD_INFO, base)), platform="linux/arm64")
+    other = EngineTarget(client_for(FakeEngine(arm64, base)))
     everything = other.plan(info, LoadOptions(), LOG).fallback
     assert everything.unchecked == everything.unchecked_blobs == frozenset({0, 1, 2})
+    # nor would it because its connection's platform extra says amd64: the engine's own word decides
+    told = EngineTarget(client_for(FakeEngine(arm64, base)), platform="linux/amd64").plan(info, LoadOptions(), LOG)
+    assert told.fallback.unchecked == frozenset({0, 1, 2})
+    # nor an engine that does not say what it runs on
+    unknown = EngineTarget(client_for(FakeEngine(CONTAINERD_INFO, base))).plan(info, LoadOptions(), LOG)
+    assert unknown.fallback.unchecked == frozenset({0, 1, 2})
     # nor is a store kept with every platform's image
     kept = own.plan(info, LoadOptions(all_platforms=True), LOG).fallback
     assert kept.unchecked == kept.unchecked_blobs == frozenset({0, 1, 2})
