@@ -219,3 +219,24 @@ def test_a_blob_that_does_not_match_its_name_over_a_layer_the_engine_has_is_refu
             f"but the image says its blob is {digests['layer']} (corrupt)")
         assert everything(engine_b) == before
     assert tag_target(engine_b, tag) == victim_id
+
+
+def test_a_good_load_goes_in_unnamed_and_lands_with_exactly_its_names(monkeypatch, engine_b, tmp_path):
+    """The other side of sending unnamed: once whole, the image gets the archive's name and the task's tag, and no
+    unnamed record (``moby-dangling@...``) is left beside it."""
+    name = f"ctd-checks/good-{uuid.uuid4().hex[:8]}:1"
+    archive = tmp_path / "good.tar"
+    digests = crafted(archive, name)
+    hook = connect(monkeypatch, engine_b)
+    before = everything(engine_b)
+    outcome = hook.load_archive(str(archive), tags=[name + "-task"])
+    try:
+        after = everything(engine_b)
+        image_id = digests["manifest"] if engine_b.kind.store == "containerd" else digests["config"]
+        assert outcome.image_id == image_id
+        assert after["images"] - before["images"] == {(image_id, tuple(sorted([name, name + "-task"])))}
+        if engine_b.kind.store == "containerd":
+            assert after["containerd"] - before["containerd"] == {f"docker.io/{name}", f"docker.io/{name}-task"}
+    finally:
+        with contextlib.closing(docker.DockerClient(base_url=engine_b.unix_url, version="auto")) as client:
+            client.images.remove(outcome.image_id, force=True)
