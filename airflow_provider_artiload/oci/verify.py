@@ -272,12 +272,12 @@ def expect_layers(image: Image | None, diff_ids: Sequence[str], positions: Abstr
     if not diff_ids or not (positions or blob_positions):
         return None
     if image is not None:
-        checks = {
-            layer.path: _check(layer.digest if p in blob_positions else None, layer.diff_id if p in positions else None,
-                               layer.path)
+        by_name = {
+            layer.path: check
             for p, layer in enumerate(image.layers)
+            if (check := _check(layer.digest if p in blob_positions else None,
+                                layer.diff_id if p in positions else None, layer.path))
         }
-        by_name = {path: check for path, check in checks.items() if check.digest or check.diff_id}
         return lambda name, index: by_name.get(name)
 
     def expect(name: str, index: ArchiveIndex) -> Check | None:
@@ -285,15 +285,16 @@ def expect_layers(image: Image | None, diff_ids: Sequence[str], positions: Abstr
         if position is None or not (position in positions or position in blob_positions):
             return None
         claimed = "sha256:" + name.rsplit("/", 1)[-1] if position in blob_positions else None
-        check = _check(claimed, diff_ids[position] if position in positions else None, name)
-        return check if check.digest or check.diff_id else None
+        return _check(claimed, diff_ids[position] if position in positions else None, name)
 
     return expect
 
 
-def _check(digest: str | None, diff_id: str | None, path: str | None) -> Check:
-    """A layer's check; only a ``blobs/`` member claims a blob digest (a legacy ``layer.tar`` is named by nothing)."""
-    return Check(digest=digest if (path or "").startswith("blobs/sha256/") else None, diff_id=diff_id)
+def _check(digest: str | None, diff_id: str | None, path: str | None) -> Check | None:
+    """A layer's check, None if nothing is left to check; only a ``blobs/`` member claims a blob digest (a legacy
+    ``layer.tar`` is named by nothing)."""
+    digest = digest if (path or "").startswith("blobs/") else None
+    return Check(digest=digest, diff_id=diff_id) if digest or diff_id else None
 
 
 def merged(first: Check, second: Check) -> Check:

@@ -121,11 +121,11 @@ class EngineTarget:
         except ArtiloadError as exc:
             return Unreachable(self, exc)
         every = frozenset(range(len(info.diff_ids)))
-        # what the engine leaves to us (module docstring): where it unpacks, the diff IDs of the layers it will not
-        unpacked = store == "classic" or (provable and self._unpacks(info, options))
+        # what the engine leaves to us (module docstring): where it checks the layers it takes, the ones it has
+        checks_taken = store == "classic" or (provable and self._unpacks(info, options))
         blobs = every if store == "containerd" else frozenset()
         full = Send(self, store, have=have, add_manifest=store == "classic" and not info.has_legacy_manifest,
-                    unchecked=frozenset(range(have)) if unpacked else every, unchecked_blobs=blobs, present=present,
+                    unchecked=frozenset(range(have)) if checks_taken else every, unchecked_blobs=blobs, present=present,
                     info=info)
         names = info.layer_names
         thinnable = names is not None or info.placeable
@@ -137,7 +137,7 @@ class EngineTarget:
             omit = frozenset(names[:have]) - frozenset(names[have:])
         log.info("%s has %d of %d layers: sending the other %d", self.url, have, len(info.diff_ids), len(info.diff_ids) - have)
         return Send(self, store, have=have, omit=omit, add_manifest=full.add_manifest,
-                    unchecked=frozenset() if unpacked else every, unchecked_blobs=blobs, present=present,
+                    unchecked=frozenset() if checks_taken else every, unchecked_blobs=blobs, present=present,
                     fallback=full, info=info)
 
     def _unpacks(self, info: SourceInfo, options: LoadOptions) -> bool:

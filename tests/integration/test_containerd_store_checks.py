@@ -123,14 +123,28 @@ def victim(engine_b, tmp_path):
         client.images.load((tmp_path / "victim.tar").read_bytes())
         image_id = client.images.get(tag).id
     yield tag, image_id, digests
-    with contextlib.closing(docker.DockerClient(base_url=engine_b.unix_url, version="auto")) as client, \
-            contextlib.suppress(docker.errors.ImageNotFound):
-        client.images.remove(tag, force=True)
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        remove(engine_b, tag)
 
 
 def tag_target(engine, tag: str) -> str:
     with contextlib.closing(docker.DockerClient(base_url=engine.unix_url, version="auto")) as client:
         return client.images.get(tag).id
+
+
+def remove(engine, reference: str) -> None:
+    with contextlib.closing(docker.DockerClient(base_url=engine.unix_url, version="auto")) as client:
+        client.images.remove(reference, force=True)
+
+
+def refused_each_way(hook, engine, archive, tag: str, message: str, deltas=(False, True)) -> None:
+    """Loading ``archive`` (full, then thin) fails with exactly ``message`` and leaves ``engine`` as it was."""
+    before = everything(engine)
+    for delta in deltas:
+        with pytest.raises(DigestMismatch) as caught:
+            hook.load_archive(str(archive), tags=[tag], delta=delta)
+        assert str(caught.value) == message
+        assert everything(engine) == before
 
 
 def test_a_blob_that_does_not_match_its_name_is_refused_and_nothing_is_recorded(monkeypatch, engine_b, victim, tmp_path):
@@ -142,8 +156,7 @@ def test_a_blob_that_does_not_match_its_name_is_refused_and_nothing_is_recorded(
     if engine_b.kind.store == "classic":  # it keeps diff IDs, not blobs: same content, a good load
         outcome = hook.load_archive(str(archive), tags=[tag + "-loaded"])
         assert outcome.image_id == digests["config"]
-        with contextlib.closing(docker.DockerClient(base_url=engine_b.unix_url, version="auto")) as client:
-            client.images.remove(outcome.image_id, force=True)
+        remove(engine_b, outcome.image_id)
         return
     with pytest.raises(DigestMismatch) as caught:
         hook.load_archive(str(archive), tags=[tag + "-must-not-exist"])
@@ -181,16 +194,11 @@ def test_a_layer_the_engine_would_not_unpack_is_checked_on_our_side(monkeypatch,
     tag, victim_id, theirs = victim
     archive = tmp_path / "claims-their-layer.tar"
     digests = crafted(archive, f"ctd-checks/claims-{uuid.uuid4().hex[:8]}:1", claim=theirs["diff_id"])
-    hook = connect(monkeypatch, engine_b)
-    before = everything(engine_b)
     # thin, a classic store takes the image as its config says, from the layer it has: nothing of ours lands
-    for delta in (False, True) if engine_b.kind.store == "containerd" else (False,):
-        with pytest.raises(DigestMismatch) as caught:
-            hook.load_archive(str(archive), tags=[tag + "-must-not-exist"], delta=delta)
-        assert str(caught.value) == (
-            f"{archive}: layer {blob_path(digests['layer'])} has sha256 {digests['diff_id']} uncompressed, "
-            f"but the image config says its diff ID is {theirs['diff_id']} (corrupt)")
-        assert everything(engine_b) == before
+    refused_each_way(connect(monkeypatch, engine_b), engine_b, archive, tag + "-must-not-exist", (
+        f"{archive}: layer {blob_path(digests['layer'])} has sha256 {digests['diff_id']} uncompressed, "
+        f"but the image config says its diff ID is {theirs['diff_id']} (corrupt)"),
+        deltas=(False, True) if engine_b.kind.store == "containerd" else (False,))
     assert tag_target(engine_b, tag) == victim_id
 
 
@@ -205,19 +213,12 @@ def test_a_blob_that_does_not_match_its_name_over_a_layer_the_engine_has_is_refu
     digests = crafted(archive, name, tamper_blob=True, seed=tag.encode(), level=6)
     assert digests["diff_id"] == theirs["diff_id"] and digests["layer"] != theirs["layer"]
     hook = connect(monkeypatch, engine_b)
-    before = everything(engine_b)
     if engine_b.kind.store == "classic":  # same content: the image, as its config says, from the layer it has
-        outcome = hook.load_archive(str(archive), tags=[name + "-loaded"], delta=False)
-        with contextlib.closing(docker.DockerClient(base_url=engine_b.unix_url, version="auto")) as client:
-            client.images.remove(outcome.image_id, force=True)
+        remove(engine_b, hook.load_archive(str(archive), tags=[name + "-loaded"], delta=False).image_id)
         return
-    for delta in (False, True):
-        with pytest.raises(DigestMismatch) as caught:
-            hook.load_archive(str(archive), tags=[name + "-must-not-exist"], delta=delta)
-        assert str(caught.value) == (
-            f"{archive}: layer {blob_path(digests['layer'])} has sha256 {digests['blob']}, "
-            f"but the image says its blob is {digests['layer']} (corrupt)")
-        assert everything(engine_b) == before
+    refused_each_way(hook, engine_b, archive, name + "-must-not-exist", (
+        f"{archive}: layer {blob_path(digests['layer'])} has sha256 {digests['blob']}, "
+        f"but the image says its blob is {digests['layer']} (corrupt)"))
     assert tag_target(engine_b, tag) == victim_id
 
 
@@ -238,5 +239,4 @@ def test_a_good_load_goes_in_unnamed_and_lands_with_exactly_its_names(monkeypatc
         if engine_b.kind.store == "containerd":
             assert after["containerd"] - before["containerd"] == {f"docker.io/{name}", f"docker.io/{name}-task"}
     finally:
-        with contextlib.closing(docker.DockerClient(base_url=engine_b.unix_url, version="auto")) as client:
-            client.images.remove(outcome.image_id, force=True)
+        remove(engine_b, outcome.image_id)
