@@ -34,6 +34,8 @@ import logging
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from functools import cached_property
+from typing import Any
 
 from airflow_provider_artiload.engine.client import EngineClient
 from airflow_provider_artiload.exceptions import (
@@ -91,10 +93,21 @@ class EngineTarget:
 
     @property
     def own_platform(self) -> Platform | None:
-        """What the engine says it runs on (``/version`` and ``/info``, once): what its store unpacks."""
+        """What the engine says it runs on (``/version`` and ``/info``): what its store unpacks."""
         if self._detected is None:
-            self._detected = of_engine(self.client.version(), self.client.info())
+            self._detected = of_engine(self._version, self._info)
         return self._detected
+
+    @cached_property
+    def _version(self) -> dict[str, Any]:
+        """``/version``, asked once: the plan reads it twice (platform, API level), and with eight targets on
+        two cores each extra request holds every upload back, since they all start once every plan is made."""
+        return self.client.version()
+
+    @cached_property
+    def _info(self) -> dict[str, Any]:
+        """``/info``, asked once (image store and platform): a target serves one task, where neither changes."""
+        return self.client.info()
 
     @property
     def lifecycle(self) -> EngineLifecycle:
@@ -104,7 +117,7 @@ class EngineTarget:
     def plan(self, info: SourceInfo, options: LoadOptions, log: logging.Logger) -> Plan:
         """Ask the engine what it has, and decide."""
         try:
-            store = store_of(self.client.info())
+            store = store_of(self._info)
             info = select(info, self.platform, options, where=self.url, store=store, log=log)  # its platform's image
             target_id = info.id_for(store)
             present = bool(target_id) and self.has_image(target_id)
@@ -160,7 +173,7 @@ class EngineTarget:
     def _reports_manifests(self) -> bool:
         """Does the engine report each manifest's availability (API 1.48+, Docker 28)?"""
         try:
-            version = str(self.client.version().get("ApiVersion") or "0.0")
+            version = str(self._version.get("ApiVersion") or "0.0")
         except EngineError:
             return False
         major, _, minor = version.partition(".")

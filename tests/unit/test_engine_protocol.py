@@ -269,3 +269,21 @@ def test_a_local_tarball_written_on_another_worker_is_named_as_such(tmp_path):
     with pytest.raises(ArchiveError) as same:
         FileSource(gone, artifact, here="worker-a").info()
     assert str(same.value) == f"archive {gone} does not exist"
+
+
+def test_a_plan_asks_the_engine_for_its_version_and_info_once(tmp_path):
+    """Eight targets' uploads start once every plan is made: each extra request to a busy engine delays all."""
+    layers = [layer_tar({"a": b"1"}), layer_tar({"b": b"2"})]
+    data, _ = oci_archive(layers, compress="gzip")
+    info = file_source(tmp_path, data).info()
+    amd64 = {**CONTAINERD_INFO, "OSType": "linux", "Architecture": "x86_64"}
+    engine = FakeEngine(amd64, {"sha256:" + "e" * 64: info.diff_ids[:1]})
+    asked: list[str] = []
+
+    def counting(request: Request) -> Response:
+        asked.append(request.path.split("?")[0])
+        return engine(request)
+
+    plan = EngineTarget(EngineClient(MockDialer(counting))).plan(info, LoadOptions(), LOG)
+    assert isinstance(plan, Send) and plan.mode == "delta"  # the path that reads both the platform and the API level
+    assert asked.count("/version") == 1 and asked.count("/info") == 1, asked
