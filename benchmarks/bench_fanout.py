@@ -98,8 +98,9 @@ class Runs:
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], list[dict[str, float]]] = {}
 
-    def add(self, key: tuple[str, str], seconds: float, load1: float, nbytes: int = 0) -> None:
-        self.rows.setdefault(key, []).append({"seconds": seconds, "load1": load1, "mbps": nbytes / seconds / 1e6})
+    def add(self, key: tuple[str, str], seconds: float, load1: float, nbytes: int = 0, steal: float = 0.0) -> None:
+        self.rows.setdefault(key, []).append({"seconds": seconds, "load1": load1, "mbps": nbytes / seconds / 1e6,
+                                              "steal": steal})
 
     def seconds(self, key: tuple[str, str]) -> tuple[float, float]:
         return median_mad(s["seconds"] for s in self.rows[key])
@@ -139,13 +140,13 @@ def measure_slow(rig: bt.Rig, tar: str, image_id: str, repeat: int, runs: Runs) 
                 if step == "alone":  # the "on their own": the three fast ones in one call, no slow one
                     result = load_call(rig, fast, conns[:FAST], tar, image_id)
                     for i, outcome in enumerate(result["targets"]):
-                        runs.add(("a", f"alone: fast {i + 1}"), outcome["seconds"], result["load1"])
+                        runs.add(("a", f"alone: fast {i + 1}"), outcome["seconds"], result["load1"], steal=result["steal"])
                 else:
                     result = load_call(rig, [*fast, slow], conns, tar, image_id)
                     for i, outcome in enumerate(result["targets"]):
                         name = f"fast {i + 1}" if i < FAST else f"slow (throttled {SLOW_RATE / 1e6:.0f} MB/s)"
-                        runs.add(("a", f"4 targets: {name}"), outcome["seconds"], result["load1"])
-                    runs.add(("a", "4 targets: wall of the call"), result["seconds"], result["load1"])
+                        runs.add(("a", f"4 targets: {name}"), outcome["seconds"], result["load1"], steal=result["steal"])
+                    runs.add(("a", "4 targets: wall of the call"), result["seconds"], result["load1"], steal=result["steal"])
 
 
 def measure_wide(rig: bt.Rig, tar: str, image_id: str, repeat: int, runs: Runs) -> None:
@@ -164,10 +165,10 @@ def measure_wide(rig: bt.Rig, tar: str, image_id: str, repeat: int, runs: Runs) 
         for tool, job in order:
             result = run_worker(job, rig.env)
             check_and_empty(rig, engines, image_id)
-            runs.add(("b", tool), result["seconds"], result["load1"], nbytes)
+            runs.add(("b", tool), result["seconds"], result["load1"], nbytes, steal=result["steal"])
             if "targets" in result:
                 for outcome in result["targets"]:
-                    runs.add(("b", "artiload per target"), outcome["seconds"], result["load1"])
+                    runs.add(("b", "artiload per target"), outcome["seconds"], result["load1"], steal=result["steal"])
 
 
 # ---------------------------------------------------------------- report
@@ -218,9 +219,9 @@ def report(runs: Runs, size: int, nbytes: int) -> None:
 
 
 def report_raw(runs: Runs) -> None:
-    print("\nRaw per-run numbers (seconds; load1 at start):")
+    print("\nRaw per-run numbers (seconds@load1 at start/steal: the share of all cores the hypervisor took):")
     for (part, what), samples in runs.rows.items():
-        print(f"  ({part}) {what:45} " + "  ".join(f"{s['seconds']:.2f}s@{s['load1']:.2f}" for s in samples))
+        print(f"  ({part}) {what:45} " + "  ".join(f"{s['seconds']:.2f}s@{s['load1']:.2f}/{s['steal']:.0%}" for s in samples))
 
 
 # ---------------------------------------------------------------- main

@@ -216,6 +216,7 @@ class Sample:
     cpu_s: float  # the client's CPU seconds per GiB: artiload's process, or the CLI's processes
     busy: float  # of all cores, during the transfer
     load1: float  # the 1-minute load average as the run started
+    steal: float = 0.0  # of all cores, taken by the hypervisor during the transfer
 
 
 def measure_load(rig: Rig, size: int, image_id: str, tar: str, repeat: int) -> list[Sample]:
@@ -265,7 +266,7 @@ def measure_save(rig: Rig, size: int, tag: str, nbytes: int, repeat: int) -> lis
 
 def _sample(op: str, size: int, tool: str, nbytes: int, result: dict[str, Any]) -> Sample:
     return Sample(op, size, tool, nbytes / result["seconds"] / 1e6, result["peak_rss_kib"], result.get("growth_kib"),
-                  result["cpu_s"] * (1 << 30) / nbytes, result["machine_busy"], result["load1"])
+                  result["cpu_s"] * (1 << 30) / nbytes, result["machine_busy"], result["load1"], result.get("steal", 0.0))
 
 
 # ---------------------------------------------------------------- report
@@ -291,8 +292,9 @@ def report(samples: list[Sample]) -> None:
             mbps, mbps_mad = median_mad(s.mbps for s in runs)
             cpu, cpu_mad = median_mad(s.cpu_s for s in runs)
             busy = statistics.median(s.busy for s in runs)
+            steal = max(s.steal for s in runs)
             common = f"| {op} | {size_label(size)} | {tool} | {mbps:.0f} ± {mbps_mad:.0f} | "
-            machine = f"{busy:.0%} | {load_range(s.load1 for s in runs)} |"
+            machine = f"{busy:.0%} (steal max {steal:.0%}) | {load_range(s.load1 for s in runs)} |"
             if tool == BASELINES[op]:
                 peak = max(s.peak_kib for s in runs) / 1024
                 print(f"{common}1.00 (baseline) | - | - | {cpu:.2f} ± {cpu_mad:.2f} | 1.00 (baseline) | - | - | "
@@ -319,7 +321,9 @@ def report(samples: list[Sample]) -> None:
     print(f"\n{VERDICT_RULE}")
     print("client CPU: user+system seconds per GiB of archive, of artiload's process or of the CLI's processes "
           "(for the pipe: cat and ssh; the remote docker CLI runs under sshd and is not counted);\n"
-          "machine busy: share of all cores busy during the transfer (engine, sshd and client together);\n"
+          "machine busy: share of all cores busy during the transfer (engine, sshd and client together), and the "
+          "largest share the hypervisor took (steal) in any of the row's runs: a row with steal above a few percent "
+          "measured the host, not the tools;\n"
           "load1 at start: the 1-minute load average as each run started, min-max over the row's runs.")
     for (op, size), tools in groups.items():
         if LIKE_FOR_LIKE.get(op) in tools and "artiload unix" in tools:
@@ -348,7 +352,7 @@ def report_raw(samples: list[Sample]) -> None:
     for s in samples:
         growth = f", growth {s.growth_kib / 1024:.1f} MiB" if s.growth_kib is not None else ""
         print(f"  {s.op:10} {size_label(s.size):7} {s.tool:22} {s.mbps:7.1f} MB/s  cpu {s.cpu_s:5.2f} s/GiB  "
-              f"busy {s.busy:4.0%}  load1 {s.load1:5.2f}  peak {s.peak_kib / 1024:6.1f} MiB{growth}")
+              f"busy {s.busy:4.0%}  steal {s.steal:4.0%}  load1 {s.load1:5.2f}  peak {s.peak_kib / 1024:6.1f} MiB{growth}")
 
 
 def machine_info(rig: Rig, load_at_start: tuple[float, float, float], busy: int = 0) -> None:
