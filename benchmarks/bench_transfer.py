@@ -286,8 +286,6 @@ def report(samples: list[Sample]) -> None:
     for s in samples:
         groups.setdefault((s.op, s.size), {}).setdefault(s.tool, []).append(s)
     for (op, size), tools in groups.items():
-        base, base_mad = median_mad(s.mbps for s in tools[BASELINES[op]])
-        base_cpu, base_cpu_mad = median_mad(s.cpu_s for s in tools[BASELINES[op]])
         for tool, runs in tools.items():
             mbps, mbps_mad = median_mad(s.mbps for s in runs)
             cpu, cpu_mad = median_mad(s.cpu_s for s in runs)
@@ -300,15 +298,12 @@ def report(samples: list[Sample]) -> None:
                 print(f"{common}1.00 (baseline) | - | - | {cpu:.2f} ± {cpu_mad:.2f} | 1.00 (baseline) | - | - | "
                       f"{machine} (CLI peak RSS {peak:.0f} MiB) | - |")
                 continue
+            ratio, spread, cpu_ratio, cpu_spread = compare(runs, tools[BASELINES[op]])
             if tool == LIKE_FOR_LIKE.get(op):
-                print(f"{common}{mbps / base:.2f} | (context) | - | {cpu:.2f} ± {cpu_mad:.2f} | "
-                      f"{cpu / base_cpu if base_cpu else float('inf'):.2f} | (context) | - | {machine} - | - |")
+                print(f"{common}{ratio:.2f} ± {spread:.2f} | (context) | - | {cpu:.2f} ± {cpu_mad:.2f} | "
+                      f"{cpu_ratio:.2f} ± {cpu_spread:.2f} | (context) | - | {machine} - | - |")
                 continue
-            ratio = mbps / base
-            spread = ratio_spread(ratio, mbps, mbps_mad, base, base_mad)
             speed = verdict(ratio, TARGETS[op], spread)
-            cpu_ratio = cpu / base_cpu if base_cpu else float("inf")
-            cpu_spread = ratio_spread(cpu_ratio, cpu, cpu_mad, base_cpu, base_cpu_mad)
             if op in CPU_TARGETS:
                 cpu_target, cpu_verdict = f"<= {CPU_TARGETS[op]:.1f}x", verdict(cpu_ratio, CPU_TARGETS[op], cpu_spread,
                                                                                 at_most=True)
@@ -335,16 +330,23 @@ def report(samples: list[Sample]) -> None:
               "(docker load -i / docker save -o: the engine's own rate from/to a local file on its host)")
 
 
-def like_for_like(op: str, size: int, ours: list[Sample], theirs: list[Sample]) -> str:
-    """artiload against the CLI doing the same work (context for the target, which is against the bare CLI)."""
+def compare(ours: list[Sample], theirs: list[Sample]) -> tuple[float, float, float, float]:
+    """(MB/s ratio, its spread, client CPU ratio, its spread) of ``ours`` against ``theirs``: ratios of medians."""
     mbps, mbps_mad = median_mad(s.mbps for s in ours)
     base, base_mad = median_mad(s.mbps for s in theirs)
     cpu, cpu_mad = median_mad(s.cpu_s for s in ours)
     base_cpu, base_cpu_mad = median_mad(s.cpu_s for s in theirs)
-    ratio, cpu_ratio = mbps / base, cpu / base_cpu
+    ratio = mbps / base
+    cpu_ratio = cpu / base_cpu if base_cpu else float("inf")
+    return (ratio, ratio_spread(ratio, mbps, mbps_mad, base, base_mad),
+            cpu_ratio, ratio_spread(cpu_ratio, cpu, cpu_mad, base_cpu, base_cpu_mad))
+
+
+def like_for_like(op: str, size: int, ours: list[Sample], theirs: list[Sample]) -> str:
+    """artiload against the CLI doing the same work (context for the target, which is against the bare CLI)."""
+    ratio, spread, cpu_ratio, cpu_spread = compare(ours, theirs)
     return (f"{op} like for like ({size_label(size)}): artiload / ({LIKE_FOR_LIKE[op]}) = "
-            f"{ratio:.2f} ± {ratio_spread(ratio, mbps, mbps_mad, base, base_mad):.2f} in MB/s, "
-            f"{cpu_ratio:.2f} ± {ratio_spread(cpu_ratio, cpu, cpu_mad, base_cpu, base_cpu_mad):.2f} in client CPU")
+            f"{ratio:.2f} ± {spread:.2f} in MB/s, {cpu_ratio:.2f} ± {cpu_spread:.2f} in client CPU")
 
 
 def report_raw(samples: list[Sample]) -> None:
