@@ -99,9 +99,10 @@ class Runs:
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], list[dict[str, float]]] = {}
 
-    def add(self, key: tuple[str, str], seconds: float, load1: float, nbytes: int = 0, steal: float = 0.0) -> None:
-        self.rows.setdefault(key, []).append({"seconds": seconds, "load1": load1, "mbps": nbytes / seconds / 1e6,
-                                              "steal": steal})
+    def add(self, key: tuple[str, str], seconds: float, run: dict[str, Any], nbytes: int = 0) -> None:
+        """``seconds`` of one run (the call's, or one target's), with the machine's state during the call ``run``."""
+        self.rows.setdefault(key, []).append({"seconds": seconds, "load1": run["load1"], "steal": run["steal"],
+                                              "mbps": nbytes / seconds / 1e6})
 
     def seconds(self, key: tuple[str, str]) -> tuple[float, float]:
         return median_mad(s["seconds"] for s in self.rows[key])
@@ -141,13 +142,13 @@ def measure_slow(rig: bt.Rig, tar: str, image_id: str, repeat: int, runs: Runs) 
                 if step == "alone":  # the issue's "on their own": the three fast ones in one call, no slow one
                     result = load_call(rig, fast, conns[:FAST], tar, image_id)
                     for i, outcome in enumerate(result["targets"]):
-                        runs.add(("a", f"alone: fast {i + 1}"), outcome["seconds"], result["load1"], steal=result["steal"])
+                        runs.add(("a", f"alone: fast {i + 1}"), outcome["seconds"], result)
                 else:
                     result = load_call(rig, [*fast, slow], conns, tar, image_id)
                     for i, outcome in enumerate(result["targets"]):
                         name = f"fast {i + 1}" if i < FAST else f"slow (throttled {SLOW_RATE / 1e6:.0f} MB/s)"
-                        runs.add(("a", f"4 targets: {name}"), outcome["seconds"], result["load1"], steal=result["steal"])
-                    runs.add(("a", "4 targets: wall of the call"), result["seconds"], result["load1"], steal=result["steal"])
+                        runs.add(("a", f"4 targets: {name}"), outcome["seconds"], result)
+                    runs.add(("a", "4 targets: wall of the call"), result["seconds"], result)
 
 
 def measure_wide(rig: bt.Rig, tar: str, image_id: str, repeat: int, runs: Runs) -> None:
@@ -170,10 +171,10 @@ def measure_wide(rig: bt.Rig, tar: str, image_id: str, repeat: int, runs: Runs) 
         for tool, job in order:
             result = run_worker(job, rig.env)
             check_and_empty(rig, engines, image_id)
-            runs.add(("b", tool), result["seconds"], result["load1"], nbytes, steal=result["steal"])
+            runs.add(("b", tool), result["seconds"], result, nbytes)
             if "targets" in result:
                 for outcome in result["targets"]:
-                    runs.add(("b", "artiload per target"), outcome["seconds"], result["load1"], steal=result["steal"])
+                    runs.add(("b", "artiload per target"), outcome["seconds"], result)
 
 
 # ---------------------------------------------------------------- report
